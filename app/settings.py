@@ -1,0 +1,134 @@
+"""The one place vidnav reads its configuration from (environment, prefix ``VIDNAV_``).
+
+Nothing else in the code base reads ``os.environ``: build a ``Settings`` once at start-up
+(``get_settings()``) and hand it down.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CaptionMode = Literal["eager", "online", "lazy"]
+Profile = Literal["cpu", "remote"]
+
+
+class Settings(BaseSettings):
+    """All of vidnav's settings; invalid values fail at start-up, not at first use."""
+
+    model_config = SettingsConfigDict(env_prefix="VIDNAV_", extra="ignore", frozen=True)
+
+    # --- where things live -------------------------------------------------------------
+    data_dir: Path = Path.home() / ".local" / "share" / "vidnav"
+    database_url: str | None = None  # unset: SQLite under data_dir (the embedded default)
+    redis_url: str | None = None  # unset: in-process queue, cache and events
+
+    # --- models: one OpenAI-compatible endpoint per role --------------------------------
+    profile: Profile | None = None  # unset: "cpu" when no model URL is set, else "remote"
+    policy_base_url: str | None = None
+    policy_model: str = "LongVideo-R1-Qwen3"
+    policy_api_key: SecretStr = SecretStr("EMPTY")
+    captioner_base_url: str | None = None
+    captioner_model: str = "Qwen3-VL-32B-Instruct"
+    captioner_api_key: SecretStr = SecretStr("EMPTY")
+    videoqa_base_url: str | None = None
+    videoqa_model: str = "Qwen3-VL-32B-Instruct"
+    videoqa_api_key: SecretStr = SecretStr("EMPTY")
+    model_timeout_s: float = Field(default=300.0, gt=0)
+    model_retries: int = Field(default=4, ge=0, le=20)
+    policy_concurrency: int = Field(default=32, ge=1)
+    captioner_concurrency: int = Field(default=16, ge=1)
+    videoqa_concurrency: int = Field(default=8, ge=1)
+    policy_temperature: float | None = Field(default=None, ge=0)
+    policy_max_tokens: int | None = Field(default=None, ge=1)
+    captioner_max_tokens: int = Field(default=1024, ge=1)
+    policy_constrained: bool = False  # send the reply grammar as vLLM structured_outputs
+
+    # --- the tree and the protocol (paper defaults) -------------------------------------
+    segment_len_s: float = Field(default=16.0, gt=0)
+    min_width: int = Field(default=4, ge=1, le=16)
+    max_width: int = Field(default=8, ge=1, le=16)
+    high_frames: int = Field(default=64, ge=1, le=512)
+    medium_frames: int = Field(default=32, ge=1, le=512)
+    low_frames: int = Field(default=16, ge=1, le=512)
+    videoqa_frames: int = Field(default=16, ge=1, le=512)
+    videoqa_max_side: int = Field(default=1024, ge=32)
+    high_caption_words: int = Field(default=300, ge=1)
+    low_caption_words: int = Field(default=200, ge=1)
+    max_rounds: int = Field(default=30, ge=1, le=200)
+
+    # --- pipeline -------------------------------------------------------------------------
+    caption_mode: CaptionMode = "online"
+    transcribe: bool | None = None  # unset: on in the CPU profile, off otherwise
+    max_upload_bytes: int = Field(default=8 * 1024**3, ge=1)
+    max_video_duration_s: float = Field(default=6 * 3600.0, gt=0)
+    max_video_pixels: int = Field(default=8192 * 8192, ge=1)
+    ffmpeg_timeout_s: float = Field(default=120.0, gt=0)
+    ffprobe_timeout_s: float = Field(default=30.0, gt=0)
+
+    # --- API ------------------------------------------------------------------------------
+    rate_limit_per_minute: int = Field(default=600, ge=1)
+    upload_quota_bytes: int = Field(default=100 * 1024**3, ge=1)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=5, ge=1, le=20)
+
+    @field_validator("database_url", "redis_url", "policy_base_url", "captioner_base_url",
+                     "videoqa_base_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.min_width > self.max_width:
+            raise ValueError("VIDNAV_MIN_WIDTH must not exceed VIDNAV_MAX_WIDTH")
+        if self.profile == "remote" and not all(
+            (self.policy_base_url, self.captioner_base_url, self.videoqa_base_url)
+        ):
+            raise ValueError(
+                "VIDNAV_PROFILE=remote needs VIDNAV_POLICY_BASE_URL, VIDNAV_CAPTIONER_BASE_URL "
+                "and VIDNAV_VIDEOQA_BASE_URL"
+            )
+        return self
+
+    @property
+    def effective_profile(self) -> Profile:
+        """The CPU profile unless model endpoints are configured."""
+        if self.profile is not None:
+            return self.profile
+        any_url = self.policy_base_url or self.captioner_base_url or self.videoqa_base_url
+        return "remote" if any_url else "cpu"
+
+    @property
+    def embedded(self) -> bool:
+        """True when running without Postgres and Redis (SQLite + in-process tasks)."""
+        return self.database_url is None and self.redis_url is None
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+            return url
+        return f"sqlite:///{self.data_dir / 'vidnav.db'}"
+
+    @property
+    def videos_dir(self) -> Path:
+        return self.data_dir / "videos"
+
+    @property
+    def should_transcribe(self) -> bool:
+        if self.transcribe is not None:
+            return self.transcribe
+        return self.effective_profile == "cpu"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()
