@@ -34,7 +34,7 @@ class ScriptedServerProcess:
 
     def __init__(self, *args: str) -> None:
         # stderr goes to a file: a pipe nobody reads could fill up and stall the server.
-        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.support.scripted_server", "--port", "0", *args],
             cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
@@ -43,8 +43,11 @@ class ScriptedServerProcess:
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()
         if not line.startswith("scripted-server listening on "):
+            self.process.kill()
+            self.process.wait(timeout=5)
+            err = self.stderr()
             self.stop()
-            raise RuntimeError(f"scripted server did not start: {line!r} {self.stderr()}")
+            raise RuntimeError(f"scripted server did not start: {line!r} {err}")
         self.url = line.removeprefix("scripted-server listening on ")
         self.base_url = f"{self.url}/v1"
 
@@ -71,9 +74,12 @@ class ScriptedServerProcess:
                 self.process.wait(timeout=5)
         if self.process.stdout is not None:
             self.process.stdout.close()
+        self._stderr.close()
 
     def stderr(self) -> str:
         """What the server process wrote to stderr so far (for failure messages)."""
+        if self._stderr.closed:
+            return ""
         self._stderr.seek(0)
         return self._stderr.read()
 
@@ -86,4 +92,3 @@ def scripted_server_process() -> Iterator[ScriptedServerProcess]:
         yield server
     finally:
         server.stop()
-        server._stderr.close()

@@ -17,6 +17,7 @@ import argparse
 import base64
 import binascii
 import collections
+import contextlib
 import json
 import re
 import signal
@@ -252,7 +253,8 @@ def policy_reply(body: dict[str, Any]) -> str:
         seen_text.append(text)
 
     if last_round or information:
-        return f"<think>I have seen enough.</think>\n<answer>{_pick_answer(question, seen_text)}</answer>"
+        answer = _pick_answer(question, seen_text)
+        return f"<think>I have seen enough.</think>\n<answer>{answer}</answer>"
     if low is not None:
         h, m, leaf = low
         return (
@@ -376,10 +378,8 @@ class ScriptedServer:
             connections = list(self._connections)
             self._connections.clear()
         for conn in connections:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         httpd.server_close()
         if thread is not None:
             thread.join(timeout=1.0)
@@ -569,10 +569,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         with self.server.owner._lock:
             self.server.owner._connections.discard(self.connection)
-        try:
+        with contextlib.suppress(OSError):
             super().finish()
-        except OSError:
-            pass
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         return
