@@ -54,3 +54,14 @@ class Conflict(VidnavError):
 class Unavailable(VidnavError):
     code = "unavailable"
     kind = "unavailable"
+
+
+class ModelError(VidnavError):
+    """A model endpoint failed: down, timed out, or answered something unusable.
+
+    Codes: ``model_unavailable``, ``model_timeout``, ``model_bad_response``,
+    ``model_rejected`` (the server refused the request itself, a 4xx other than 429).
+    """
+
+    code = "model_unavailable"
+    kind = "unavailable"
