@@ -259,7 +259,7 @@ def policy_reply(body: dict[str, Any]) -> str:
         h, m, leaf = low
         return (
             f"<think>Leaf ({h},{m},{leaf}) may show it; I will look at the frames.</think>\n"
-            f"<tool>video_qa(({h},{m},{leaf}), 'What happens in this clip?')</tool>"
+            f'<tool>video_qa(({h},{m},{leaf}), "What happens in this clip?")</tool>'
         )
     if medium is not None:
         h, m = medium
