@@ -33,6 +33,7 @@ class Tenant(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     rate_limit_per_minute: Mapped[int | None] = mapped_column(Integer)
     upload_quota_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    webhook_secret: Mapped[str | None] = mapped_column(String(64))  # HMAC key for callbacks
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="tenant", lazy="raise")
