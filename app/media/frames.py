@@ -1,0 +1,288 @@
+"""Decoding the sampled frames of tree nodes: seek, decode a few frames, scale in ffmpeg.
+
+A 2-hour video must not be decoded from the start to fetch 16 frames. Requested frame
+indices are grouped into *segments*: runs of frames close enough that decoding through
+the gap is cheaper than starting a new seek (spawning ffmpeg and decoding from the
+previous keyframe). Each segment is one ffmpeg process that seeks to its first frame
+(`-ss` before `-i`, accurate seek) and keeps the wanted frames with the ``select`` filter,
+counting decoded frames, so indices stay exact even when timestamps are irregular.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from app.media.ffmpeg import (
+    check_local_file,
+    find_ffmpeg,
+    find_ffprobe,
+    input_args,
+    media_error,
+    run_tool,
+)
+from app.media.probe import VideoProbe
+
+DEFAULT_TIMEOUT_S = 120.0
+# Starting one ffmpeg process and seeking costs about as much as decoding this many
+# frames; it is the fixed part of the price of a new segment.
+SEEK_OVERHEAD_FRAMES = 24
+# A segment never decodes more than this many frames, so each process stays well inside
+# its timeout and long passes spread over the workers.
+MAX_SEGMENT_SPAN = 3000
+KEYFRAME_SAMPLE_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """One ffmpeg run: seek near ``first``, then keep the frames at the given offsets."""
+
+    first: int  # frame index the run starts at (0 when it decodes from the start)
+    seek_s: float | None  # -ss value relative to the container start; None: no seek
+    indices: tuple[int, ...]  # sorted unique frame indices wanted from this run
+    size: tuple[int, int]  # output width, height
+
+
+def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The output size whose longest side is at most ``max_side``; never upscales."""
+    if max_side < 1:
+        raise media_error("invalid_frame_request", f"max_side must be positive, not {max_side}")
+    longest = max(width, height)
+    if longest <= max_side:
+        return width, height
+    factor = max_side / longest
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+def encode_jpeg_data_uri(image: np.ndarray, *, quality: int = 90) -> str:
+    """A base64 JPEG ``data:`` URI of an RGB uint8 image, as vision models take it."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise media_error("invalid_frame_request",
+                          f"expected an RGB uint8 HxWx3 image, got {image.dtype} {image.shape}")
+    buffer = io.BytesIO()
+    Image.fromarray(image, mode="RGB").save(buffer, format="JPEG", quality=quality)
+    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+class FrameReader:
+    """Reads frames of one probed video by index; safe to share between threads."""
+
+    def __init__(self, path: str | os.PathLike[str], probe: VideoProbe, *,
+                 timeout_s: float = DEFAULT_TIMEOUT_S, workers: int | None = None) -> None:
+        self.path: Path = check_local_file(path)
+        self.probe = probe
+        self.timeout_s = timeout_s
+        cores = os.cpu_count() or 2
+        self.workers = max(1, workers if workers is not None else min(cores, 4))
+        self._timestamps: np.ndarray | None = None
+        self._gop: float | None = None
+
+    # --- public API --------------------------------------------------------------------
+
+    def read(self, indices: Sequence[int], max_side: int) -> list[np.ndarray]:
+        """Frames at ``indices`` (RGB uint8 HxWx3, same order, duplicates allowed), scaled
+        so the longest side is at most ``max_side``."""
+        return self.read_many([(indices, max_side)])[0]
+
+    def read_many(self, requests: Sequence[tuple[Sequence[int], int]]
+                  ) -> list[list[np.ndarray]]:
+        """``read`` for many nodes at once: frames of all requests with the same
+        ``max_side`` are fetched together, so neighbouring nodes share decoding passes.
+
+        The result holds every frame in memory: callers captioning a whole level of a long
+        video should pass a level in chunks of nodes."""
+        wanted: dict[tuple[int, int], set[int]] = {}
+        for indices, max_side in requests:
+            checked = self._check_indices(indices)
+            size = scaled_size(self.probe.width, self.probe.height, max_side)
+            wanted.setdefault(size, set()).update(checked)
+        segments = [seg for size, idx in wanted.items() for seg in self._plan(sorted(idx), size)]
+        decoded: dict[tuple[int, tuple[int, int]], np.ndarray] = {}
+        for segment, frames in zip(segments, self._run_segments(segments), strict=True):
+            for index, frame in zip(segment.indices, frames, strict=True):
+                decoded[(index, segment.size)] = frame
+        results: list[list[np.ndarray]] = []
+        for indices, max_side in requests:
+            size = scaled_size(self.probe.width, self.probe.height, max_side)
+            results.append([decoded[(int(i), size)] for i in indices])
+        return results
+
+    def frame_time(self, index: int) -> float:
+        """Presentation time (seconds, container clock) of the frame at ``index``."""
+        stamps = self._frame_timestamps()
+        if stamps is not None:
+            return float(stamps[min(index, len(stamps) - 1)])
+        return self.probe.video_start_time_s + index / self.probe.fps
+
+    # --- planning ------------------------------------------------------------------------
+
+    def _check_indices(self, indices: Sequence[int]) -> list[int]:
+        checked: list[int] = []
+        for raw in indices:
+            if isinstance(raw, bool) or not isinstance(raw, int | np.integer):
+                raise media_error("invalid_frame_request", f"frame index {raw!r} is not an int")
+            index = int(raw)
+            if not 0 <= index < self.probe.num_frames:
+                raise media_error(
+                    "frame_out_of_range",
+                    f"frame {index} is outside 0..{self.probe.num_frames - 1}",
+                    index=index, num_frames=self.probe.num_frames,
+                )
+            checked.append(index)
+        return checked
+
+    def _plan(self, indices: list[int], size: tuple[int, int]) -> list[_Segment]:
+        """Split sorted unique indices into segments by comparing decode-through cost with
+        the cost of a fresh seek (overhead plus, on average, half a keyframe interval)."""
+        if not indices:
+            return []
+        new_seek_cost = SEEK_OVERHEAD_FRAMES + self._keyframe_interval() / 2
+        groups: list[list[int]] = [[indices[0]]]
+        for index in indices[1:]:
+            group = groups[-1]
+            if index - group[-1] <= new_seek_cost and index - group[0] < MAX_SEGMENT_SPAN:
+                group.append(index)
+            else:
+                groups.append([index])
+        segments = []
+        for group in groups:
+            seek = self._seek_position(group[0])
+            segments.append(_Segment(first=group[0] if seek is not None else 0, seek_s=seek,
+                                     indices=tuple(group), size=size))
+        return segments
+
+    def _seek_position(self, index: int) -> float | None:
+        """An ``-ss`` value between the previous frame and this one: accurate seek then
+        returns this frame first, whatever rounding the timestamps carry."""
+        if index == 0:
+            return None
+        here = self.frame_time(index)
+        before = self.frame_time(index - 1)
+        gap = here - before if here > before else 1.0 / self.probe.fps
+        seek = here - gap / 2 - self.probe.start_time_s
+        return seek if seek > 0 else None
+
+    def _keyframe_interval(self) -> float:
+        """Average frames between keyframes, from the packet flags of the first seconds."""
+        if self._gop is not None:
+            return self._gop
+        args = [str(find_ffprobe()), "-v", "error", "-hide_banner", *input_args(self.path),
+                "-select_streams", str(self.probe.video_stream_index),
+                "-read_intervals", f"%+{KEYFRAME_SAMPLE_S:g}",
+                "-show_entries", "packet=flags", "-of", "csv=p=0"]
+        limit = int(KEYFRAME_SAMPLE_S * self.probe.fps * 16) + 65536
+        result = run_tool(args, timeout_s=self.timeout_s, max_stdout=limit,
+                          what="reading the keyframe layout")
+        flags = result.stdout.decode("ascii", "replace").split()
+        keys = sum(1 for f in flags if f.startswith("K"))
+        self._gop = len(flags) / keys if keys else float(len(flags) or self.probe.num_frames)
+        return self._gop
+
+    def _frame_timestamps(self) -> np.ndarray | None:
+        """Sorted presentation times of every frame, read (not decoded) for VFR videos only;
+        constant-rate videos use ``start + index / fps``."""
+        if not self.probe.variable_frame_rate:
+            return None
+        if self._timestamps is None:
+            args = [str(find_ffprobe()), "-v", "error", "-hide_banner",
+                    *input_args(self.path), "-select_streams",
+                    str(self.probe.video_stream_index), "-show_entries", "packet=pts_time",
+                    "-of", "csv=p=0"]
+            limit = self.probe.num_frames * 32 + 65536
+            result = run_tool(args, timeout_s=self.timeout_s, max_stdout=limit,
+                              what="reading the frame timestamps")
+            values = []
+            for token in result.stdout.decode("ascii", "replace").split():
+                token = token.strip(",")
+                try:
+                    value = float(token)
+                except ValueError:
+                    continue
+                if math.isfinite(value):
+                    values.append(value)
+            if not values:
+                raise media_error("unreadable_codec", "the video's frame timestamps are unreadable",
+                                  kind="unsupported")
+            self._timestamps = np.sort(np.asarray(values, dtype=np.float64))
+        return self._timestamps
+
+    # --- decoding ------------------------------------------------------------------------
+
+    def _run_segments(self, segments: list[_Segment]) -> list[list[np.ndarray]]:
+        if not segments:
+            return []
+        parallel = min(self.workers, len(segments))
+        threads = max(1, (os.cpu_count() or 2) // parallel)
+        if parallel == 1:
+            return [self._decode_segment(seg, threads) for seg in segments]
+        with ThreadPoolExecutor(max_workers=parallel) as pool:
+            return list(pool.map(lambda seg: self._decode_segment(seg, threads), segments))
+
+    def _decode_segment(self, segment: _Segment, threads: int) -> list[np.ndarray]:
+        width, height = segment.size
+        offsets = [i - segment.first for i in segment.indices]
+        frame_bytes = width * height * 3
+        filters = []
+        if offsets != [0]:
+            filters.append("select='" + "+".join(f"eq(n,{o})" for o in offsets) + "'")
+        filters.append(f"scale={width}:{height}:flags=area")
+        args = [str(find_ffmpeg()), "-nostdin", "-hide_banner", "-loglevel", "error",
+                "-threads", str(threads),
+                *input_args(self.path, seek_s=segment.seek_s),
+                "-map", f"0:{self.probe.video_stream_index}", "-an", "-sn", "-dn",
+                "-vf", ",".join(filters), "-fps_mode", "passthrough",
+                "-frames:v", str(len(offsets)), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+        result = run_tool(args, timeout_s=self.timeout_s, max_stdout=frame_bytes * len(offsets),
+                          what="decoding frames")
+        got = len(result.stdout) // frame_bytes
+        if result.returncode != 0 and got == 0:
+            raise media_error("unreadable_codec",
+                              "the video could not be decoded: " + _tail(result.stderr),
+                              kind="unsupported")
+        frames = [
+            np.frombuffer(result.stdout, dtype=np.uint8, count=frame_bytes, offset=k * frame_bytes)
+            .reshape(height, width, 3)
+            for k in range(got)
+        ]
+        if got < len(offsets):
+            # The container promised more frames than the stream holds (a truncated tail
+            # or an edit list); the nearest frame that exists stands in for the missing ones.
+            last = frames[-1] if frames else self._last_frame(segment.size, threads)
+            frames.extend(last for _ in range(len(offsets) - got))
+        return frames
+
+    def _last_frame(self, size: tuple[int, int], threads: int) -> np.ndarray:
+        width, height = size
+        frame_bytes = width * height * 3
+        window_s = 3.0
+        max_frames = int(window_s * self.probe.fps * 4) + 8
+        args = [str(find_ffmpeg()), "-nostdin", "-hide_banner", "-loglevel", "error",
+                "-threads", str(threads), "-sseof", f"-{window_s:g}", *input_args(self.path),
+                "-map", f"0:{self.probe.video_stream_index}", "-an", "-sn", "-dn",
+                "-vf", f"scale={width}:{height}:flags=area", "-fps_mode", "passthrough",
+                "-frames:v", str(max_frames), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
+        result = run_tool(args, timeout_s=self.timeout_s, max_stdout=frame_bytes * max_frames,
+                          what="decoding the last frames")
+        got = len(result.stdout) // frame_bytes
+        if got == 0:
+            raise media_error("unreadable_codec",
+                              "no frame of the video could be decoded: " + _tail(result.stderr),
+                              kind="unsupported")
+        start = (got - 1) * frame_bytes
+        return np.frombuffer(result.stdout, dtype=np.uint8, count=frame_bytes,
+                             offset=start).reshape(height, width, 3)
+
+
+def _tail(stderr: str) -> str:
+    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else "ffmpeg gave no reason"
+
