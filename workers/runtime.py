@@ -1,0 +1,28 @@
+"""The worker process's one ``Runtime``, built on first use (after any fork)."""
+
+from __future__ import annotations
+
+import threading
+
+from app.services.runtime import Runtime, build_runtime
+from app.settings import get_settings
+
+_runtime: Runtime | None = None
+_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        with _lock:
+            if _runtime is None:
+                _runtime = build_runtime(get_settings())
+    return _runtime
+
+
+def close_runtime() -> None:
+    global _runtime
+    with _lock:
+        runtime, _runtime = _runtime, None
+    if runtime is not None:
+        runtime.close()
