@@ -70,6 +70,16 @@ class Settings(BaseSettings):
     ffmpeg_timeout_s: float = Field(default=120.0, gt=0)
     ffprobe_timeout_s: float = Field(default=30.0, gt=0)
 
+    # --- workers (issue 5) ----------------------------------------------------------------
+    celery_visibility_timeout_s: float = Field(default=3600.0, gt=0)  # redelivery after a crash
+    task_max_retries: int = Field(default=5, ge=0, le=50)  # failed attempts before giving up
+    task_retry_backoff_s: float = Field(default=2.0, ge=0)  # doubled per retry, capped below
+    task_retry_backoff_max_s: float = Field(default=120.0, ge=0)
+    navigate_wait_s: float = Field(default=2.0, gt=0)  # recheck delay while a video captions
+    caption_lock_ttl_s: float = Field(default=120.0, gt=0)  # single-flight lock lifetime
+    caption_wait_s: float = Field(default=900.0, gt=0)  # longest wait for another's caption
+    decode_ahead: int = Field(default=32, ge=1)  # nodes decoded ahead of the captioner
+
     # --- API ------------------------------------------------------------------------------
     rate_limit_per_minute: int = Field(default=600, ge=1)
     upload_quota_bytes: int = Field(default=100 * 1024**3, ge=1)
