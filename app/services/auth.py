@@ -1,0 +1,85 @@
+"""Bearer API-key authentication: a key maps to one tenant, and every query is scoped by it."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.models import ApiKey, Tenant
+from app.errors import VidnavError
+from app.services.tenants import hash_api_key
+
+
+class Unauthorized(VidnavError):
+    code = "unauthorized"
+    kind = "unauthorized"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantContext:
+    """Who is calling: the tenant and its limits (None: the service-wide default)."""
+
+    tenant_id: uuid.UUID
+    name: str
+    rate_limit_per_minute: int | None
+    upload_quota_bytes: int | None
+
+
+def parse_bearer(header: str | None) -> str:
+    """The key of an ``Authorization: Bearer <key>`` header, or Unauthorized."""
+    if not header:
+        raise Unauthorized("missing Authorization header (expected 'Bearer <api key>')",
+                           code="missing_api_key")
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key:
+        raise Unauthorized("the Authorization header must be 'Bearer <api key>'",
+                           code="invalid_authorization")
+    return key
+
+
+def authenticate(session: Session, key: str) -> TenantContext:
+    """The tenant owning an unrevoked ``key``, or Unauthorized."""
+    row = session.execute(
+        select(Tenant.id, Tenant.name, Tenant.rate_limit_per_minute, Tenant.upload_quota_bytes)
+        .join(ApiKey, ApiKey.tenant_id == Tenant.id)
+        .where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None))
+    ).first()
+    if row is None:
+        raise Unauthorized("invalid or revoked API key", code="invalid_api_key")
+    return TenantContext(row.id, row.name, row.rate_limit_per_minute, row.upload_quota_bytes)
+
+
+class Authenticator:
+    """Authenticates keys with a short-lived in-process cache, so hot paths skip the database.
+
+    A revoked key keeps working in a process for at most ``ttl_s`` seconds.
+    """
+
+    def __init__(self, session_factory: sessionmaker[Session], *, ttl_s: float = 5.0,
+                 max_entries: int = 10_000) -> None:
+        self._factory = session_factory
+        self._ttl = ttl_s
+        self._max = max_entries
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[float, TenantContext]] = {}
+
+    def __call__(self, key: str) -> TenantContext:
+        digest = hash_api_key(key)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        with self._factory() as session:
+            context = authenticate(session, key)
+        with self._lock:
+            if len(self._cache) >= self._max:
+                self._cache.clear()
+            self._cache[digest] = (now + self._ttl, context)
+        return context
