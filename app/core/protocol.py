@@ -281,7 +281,8 @@ def reply_regex(
     i = _id_pattern(width)
     sep = ", ?"
     get_caption = rf"get_caption\(\({i}{sep}{i}({sep}{i})?\)\)"
-    query = rf'"[^"\\<\n\r ][^"\\<\n\r]{{0,{max_query - 1}}}"'
+    # Python source cannot hold NUL, so literal_eval would refuse a query containing one.
+    query = rf'"[^"\\<\s\x00][^"\\<\n\r\x00]{{0,{max_query - 1}}}"'
     video_qa = rf"video_qa\(\({i}{sep}{i}{sep}{i}\){sep}{query}\)"
     think = rf"<think>[^<\s][^<]{{0,{max_think - 1}}}</think>"
     answer = rf"<answer>[^<\s][^<]{{0,{max_answer - 1}}}</answer>"
