@@ -1,0 +1,152 @@
+"""Prometheus metrics: HTTP request metrics of this process, and job metrics read from the
+database at scrape time (so they are right however many worker processes ran the jobs)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.models import CaptionNode, Job
+
+SUMMARY_SAMPLE = 10_000  # newest finished jobs whose trace summaries feed cache/model metrics
+
+
+class HttpMetrics:
+    """Request counter and latency histogram, labelled by route template (bounded cardinality)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "vidnav_http_requests", "HTTP requests handled", ["method", "route", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "vidnav_http_request_duration_seconds", "HTTP request latency",
+            ["method", "route"], registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def summary_usage(summary: dict[str, Any] | None) -> tuple[dict[str, tuple[int, float]], int, int]:
+    """From a trace summary: per-role (calls, model seconds), caption cache hits and lookups.
+
+    Reads ``models: {role: {"calls", "seconds"}}`` and ``captions: {"requests", "cached"}``;
+    missing parts count as nothing.
+    """
+    roles: dict[str, tuple[int, float]] = {}
+    hits = lookups = 0
+    if not isinstance(summary, dict):
+        return roles, hits, lookups
+    models = summary.get("models")
+    if isinstance(models, dict):
+        for role, usage in models.items():
+            if isinstance(usage, dict):
+                calls = _number(usage.get("calls")) or 0
+                seconds = _number(usage.get("seconds")) or 0.0
+                roles[str(role)] = (int(calls), seconds)
+    captions = summary.get("captions")
+    if isinstance(captions, dict):
+        lookups = int(_number(captions.get("requests")) or 0)
+        hits = int(_number(captions.get("cached")) or 0)
+    return roles, hits, lookups
+
+
+def _seconds_between(start: Any, end: Any, dialect: str) -> Any:
+    if dialect == "sqlite":
+        return (func.julianday(end) - func.julianday(start)) * 86400.0
+    return func.extract("epoch", end) - func.extract("epoch", start)
+
+
+class JobMetricsCollector(Collector):
+    """Job counts, durations, rounds, caption cache hit rate and model latency per role."""
+
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self._factory = session_factory
+
+    def describe(self) -> Iterable[Metric]:
+        return []  # collected lazily: describing must not hit the database
+
+    def collect(self) -> Iterator[Metric]:
+        with self._factory() as session:
+            counts = session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
+            dialect = session.get_bind().dialect.name
+            durations = session.execute(
+                select(Job.status, func.count(), func.sum(_seconds_between(
+                    Job.started_at, Job.finished_at, dialect)))
+                .where(Job.finished_at.is_not(None), Job.started_at.is_not(None))
+                .group_by(Job.status)
+            ).all()
+            rounds = session.execute(
+                select(func.count(), func.coalesce(func.sum(Job.progress_round), 0))
+                .where(Job.finished_at.is_not(None), Job.started_at.is_not(None))
+            ).one()
+            caption_calls = session.execute(
+                select(func.count(CaptionNode.model_seconds),
+                       func.coalesce(func.sum(CaptionNode.model_seconds), 0.0))
+            ).one()
+            summaries = session.scalars(
+                select(Job.summary).where(Job.summary.is_not(None))
+                .order_by(Job.finished_at.desc()).limit(SUMMARY_SAMPLE)
+            ).all()
+
+        jobs = GaugeMetricFamily("vidnav_jobs", "Jobs by status", labels=["status"])
+        for status, count in counts:
+            jobs.add_metric([status], count)
+        yield jobs
+
+        duration = SummaryMetricFamily(
+            "vidnav_job_duration_seconds", "Seconds from start to end of finished jobs",
+            labels=["status"],
+        )
+        for status, count, total in durations:
+            duration.add_metric([status], count, float(total or 0.0))
+        yield duration
+
+        per_job = SummaryMetricFamily("vidnav_job_rounds", "Navigation rounds per finished job")
+        per_job.add_metric([], rounds[0], float(rounds[1]))
+        yield per_job
+
+        role_calls: dict[str, tuple[int, float]] = {}
+        hits = lookups = 0
+        for summary in summaries:
+            roles, h, n = summary_usage(summary)
+            hits += h
+            lookups += n
+            for role, (calls, seconds) in roles.items():
+                old = role_calls.get(role, (0, 0.0))
+                role_calls[role] = (old[0] + calls, old[1] + seconds)
+        # Caption generation is recorded per node, whichever process produced it.
+        role_calls["captioner"] = (int(caption_calls[0]), float(caption_calls[1]))
+
+        latency = SummaryMetricFamily(
+            "vidnav_model_latency_seconds", "Model call latency per role", labels=["role"]
+        )
+        for role, (calls, seconds) in sorted(role_calls.items()):
+            latency.add_metric([role], calls, seconds)
+        yield latency
+
+        cache = GaugeMetricFamily(
+            "vidnav_caption_cache_hit_ratio",
+            "Share of the navigator's caption lookups served without a captioner call",
+        )
+        cache.add_metric([], hits / lookups if lookups else 0.0)
+        yield cache
+        lookups_total = GaugeMetricFamily(
+            "vidnav_caption_lookups", "Caption lookups by navigations", labels=["cached"]
+        )
+        lookups_total.add_metric(["true"], hits)
+        lookups_total.add_metric(["false"], lookups - hits)
+        yield lookups_total
