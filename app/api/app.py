@@ -1,0 +1,69 @@
+"""The FastAPI application: ``create_app()`` wires routers, errors, metrics and the runtime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from app.api.deps import ApiState
+from app.api.errors import install_error_handlers
+from app.api.middleware import RequestMetricsMiddleware
+from app.api.routers import jobs, system, videos
+from app.services.auth import Authenticator
+from app.services.metrics import HttpMetrics, JobMetricsCollector
+from app.services.ratelimit import RateLimiter
+
+API_VERSION = "1.0.0"
+DESCRIPTION = """Ask questions about long videos. Upload a video, post questions, and follow
+each job as the navigator reads the video's caption tree (LongVideo-R1).
+
+Authenticate with `Authorization: Bearer <api key>`. Every error has the same JSON shape:
+`{"error": {"code", "message", "details"}}`."""
+
+
+def create_app(
+    runtime: Any | None = None, *, sse_heartbeat_s: float = 15.0, sse_poll_s: float = 1.0,
+    auth_cache_ttl_s: float = 5.0,
+) -> FastAPI:
+    """The API app. Without ``runtime``, the lifespan builds one from the environment's
+    settings (and closes it on shutdown); a given runtime stays the caller's to close."""
+    registry = CollectorRegistry()
+    http_metrics = HttpMetrics(registry)
+
+    def attach(app: FastAPI, rt: Any) -> None:
+        registry.register(JobMetricsCollector(rt.session_factory))
+        app.state.api = ApiState(
+            runtime=rt, authenticator=Authenticator(rt.session_factory, ttl_s=auth_cache_ttl_s),
+            limiter=RateLimiter(rt.redis), sse_heartbeat_s=sse_heartbeat_s,
+            sse_poll_s=sse_poll_s, extra={"registry": registry},
+        )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if runtime is not None:
+            yield
+            return
+        from app.services.runtime import build_runtime
+        from app.settings import get_settings
+
+        built = build_runtime(get_settings())
+        attach(app, built)
+        try:
+            yield
+        finally:
+            built.close()
+
+    app = FastAPI(title="vidnav", version=API_VERSION, description=DESCRIPTION,
+                  lifespan=lifespan)
+    if runtime is not None:
+        attach(app, runtime)
+    install_error_handlers(app)
+    app.add_middleware(RequestMetricsMiddleware, metrics=http_metrics)
+    app.include_router(videos.router)
+    app.include_router(jobs.router)
+    app.include_router(system.router)
+    return app

@@ -1,0 +1,96 @@
+"""``/v1/jobs``: read, list (cursor pages), trace, live events, cancel, webhook deliveries."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+from fastapi.responses import StreamingResponse
+
+from app.api.deps import State, Tenant, UoW
+from app.api.errors import error_responses
+from app.api.schemas import (
+    JobList,
+    JobPublic,
+    JobStatus,
+    TracePublic,
+    TraceRoundPublic,
+    WebhookDeliveryList,
+    WebhookDeliveryPublic,
+)
+from app.api.sse import job_events
+from app.services import jobs
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+AUTH_ERRORS = (401, 422, 429)
+
+
+@router.get("", response_model=JobList, summary="List jobs, newest first",
+            responses=error_responses(400, *AUTH_ERRORS))
+def list_jobs(
+    tenant: Tenant, uow: UoW, status: JobStatus | None = None, video_id: uuid.UUID | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> JobList:
+    rows, next_cursor = jobs.list_jobs(uow.session, tenant.tenant_id, status=status,
+                                       video_id=video_id, limit=limit, cursor=cursor)
+    return JobList(items=[JobPublic.of(j) for j in rows], next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", response_model=JobPublic, summary="Get a job",
+            responses=error_responses(404, *AUTH_ERRORS))
+def get_job(job_id: uuid.UUID, tenant: Tenant, uow: UoW) -> JobPublic:
+    return JobPublic.of(jobs.get_job(uow.session, tenant.tenant_id, job_id))
+
+
+@router.get("/{job_id}/trace", response_model=TracePublic, summary="A job's rounds in order",
+            responses=error_responses(404, *AUTH_ERRORS))
+def get_trace(job_id: uuid.UUID, tenant: Tenant, uow: UoW) -> TracePublic:
+    job = jobs.get_job(uow.session, tenant.tenant_id, job_id)
+    steps = jobs.trace_steps(uow.session, job.id)
+    return TracePublic(job_id=job.id, status=job.status,  # type: ignore[arg-type]
+                       rounds=[TraceRoundPublic.of(s) for s in steps], summary=job.summary)
+
+
+@router.get(
+    "/{job_id}/events", summary="Live rounds and the result (server-sent events)",
+    response_class=StreamingResponse,
+    responses={
+        200: {"description": "`round` events (a TraceRound each, `id` = round index), then "
+                             "one `result` event (a Job); `: keep-alive` comments between",
+              "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        **error_responses(404, *AUTH_ERRORS),
+    },
+)
+def job_event_stream(
+    job_id: uuid.UUID, tenant: Tenant, uow: UoW, state: State,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> StreamingResponse:
+    """Rounds already done are replayed first; ``Last-Event-ID`` resumes after a round."""
+    jobs.get_job(uow.session, tenant.tenant_id, job_id)
+    after = int(last_event_id) if last_event_id and last_event_id.isdigit() else -1
+    stream = job_events(state.runtime, tenant.tenant_id, job_id, after=after,
+                        heartbeat_s=state.sse_heartbeat_s, poll_s=state.sse_poll_s)
+    return StreamingResponse(stream, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/{job_id}/cancel", response_model=JobPublic, summary="Cancel a job",
+             responses=error_responses(404, 409, *AUTH_ERRORS))
+def cancel_job(job_id: uuid.UUID, tenant: Tenant, uow: UoW, state: State) -> JobPublic:
+    """A queued job is cancelled at once; a running one stops after its current round."""
+    job = jobs.cancel_job(uow.session, tenant.tenant_id, job_id)
+    public = JobPublic.of(job)
+    events = state.runtime.events
+    uow.after_commit(lambda: events.publish(job_id, {"type": "status", "status": job.status}))
+    return public
+
+
+@router.get("/{job_id}/webhooks", response_model=WebhookDeliveryList,
+            summary="The job's webhook delivery log", responses=error_responses(404, *AUTH_ERRORS))
+def list_webhook_deliveries(job_id: uuid.UUID, tenant: Tenant, uow: UoW) -> WebhookDeliveryList:
+    job = jobs.get_job(uow.session, tenant.tenant_id, job_id)
+    rows = jobs.webhook_deliveries(uow.session, job.id)
+    return WebhookDeliveryList(items=[WebhookDeliveryPublic.of(r) for r in rows])

@@ -1,0 +1,234 @@
+"""API schemas, separate from the tables: what clients send and what they get back."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+
+from app.db.models import Job, Subtitle, TraceStep, Video, WebhookDelivery
+
+JobStatus = Literal["queued", "running", "succeeded", "no_answer", "failed", "cancelled"]
+VideoStatus = Literal["uploaded", "ingesting", "captioning", "ready", "failed"]
+
+
+class ErrorInfo(BaseModel):
+    code: str
+    message: str
+
+
+class TreeNodePublic(BaseModel):
+    key: str = Field(description="Top-level node id, e.g. '3'")
+    start_s: float
+    end_s: float
+    caption: str | None = Field(description="The node's caption once generated")
+
+
+class TreePublic(BaseModel):
+    width: int | None = Field(description="Children per node (the tree has three levels)")
+    nodes: list[TreeNodePublic]
+
+
+class CaptionProgress(BaseModel):
+    done: int
+    total: int
+
+
+class VideoPublic(BaseModel):
+    id: uuid.UUID
+    status: VideoStatus
+    original_name: str
+    size_bytes: int
+    sha256: str
+    duration_s: float | None
+    num_frames: int | None
+    fps: float | None
+    width: int | None
+    height: int | None
+    tree_width: int | None
+    caption_mode: str
+    captions: CaptionProgress
+    error: ErrorInfo | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, video: Video) -> VideoPublic:
+        probe = video.probe or {}
+        return cls(
+            id=video.id, status=video.status,  # type: ignore[arg-type]
+            original_name=video.original_name, size_bytes=video.size_bytes,
+            sha256=video.sha256, duration_s=video.duration_s, num_frames=video.num_frames,
+            fps=video.fps, width=probe.get("width"), height=probe.get("height"),
+            tree_width=video.tree_width, caption_mode=video.caption_mode,
+            captions=CaptionProgress(done=video.captions_done, total=video.captions_total),
+            error=ErrorInfo(code=video.error_code or "error", message=video.error)
+            if video.error else None,
+            created_at=video.created_at, updated_at=video.updated_at,
+        )
+
+
+class VideoDetail(VideoPublic):
+    probe: dict[str, Any] | None = Field(description="ffprobe facts about the file")
+    tree: TreePublic
+
+
+class VideoList(BaseModel):
+    items: list[VideoPublic]
+    next_offset: int | None = Field(description="Offset of the next page, or null at the end")
+
+
+class SubtitlePublic(BaseModel):
+    id: uuid.UUID
+    video_id: uuid.UUID
+    source: str
+    format: str
+    language: str | None
+    line_count: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: Subtitle) -> SubtitlePublic:
+        return cls(id=row.id, video_id=row.video_id, source=row.source, format=row.format,
+                   language=row.language, line_count=len(row.lines), created_at=row.created_at)
+
+
+class Budgets(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_rounds: int | None = Field(default=None, ge=1, le=200,
+                                   description="Most navigation rounds before giving up")
+
+
+class QuestionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=4000)
+    options: list[str] | None = Field(
+        default=None, min_length=2, max_length=26,
+        description="Multiple-choice options (answers then name one)",
+    )
+    budgets: Budgets | None = None
+    callback_url: AnyHttpUrl | None = Field(
+        default=None, description="Called (signed, retried) when the job finishes"
+    )
+
+    @field_validator("question")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the question is blank")
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            for option in value:
+                if not option.strip() or len(option) > 1000:
+                    raise ValueError("each option must have 1 to 1000 non-blank characters")
+        return value
+
+    @field_validator("callback_url")
+    @classmethod
+    def _url_length(cls, value: AnyHttpUrl | None) -> AnyHttpUrl | None:
+        if value is not None and len(str(value)) > 2000:
+            raise ValueError("the callback URL is longer than 2000 characters")
+        return value
+
+
+class JobPublic(BaseModel):
+    id: uuid.UUID
+    video_id: uuid.UUID
+    status: JobStatus
+    question: str
+    options: list[str] | None
+    budgets: dict[str, Any] | None
+    rounds: int = Field(description="Navigation rounds completed so far")
+    answer: str | None
+    error: ErrorInfo | None
+    summary: dict[str, Any] | None = Field(description="Trace summary once finished")
+    callback_url: str | None
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobPublic:
+        return cls(
+            id=job.id, video_id=job.video_id, status=job.status,  # type: ignore[arg-type]
+            question=job.question, options=job.options, budgets=job.budgets,
+            rounds=job.progress_round, answer=job.answer,
+            error=ErrorInfo(code=job.error_code or "error", message=job.error or "")
+            if job.error_code or job.error else None,
+            summary=job.summary, callback_url=job.callback_url,
+            cancel_requested=job.cancel_requested, created_at=job.created_at,
+            started_at=job.started_at, finished_at=job.finished_at,
+        )
+
+
+class JobList(BaseModel):
+    items: list[JobPublic]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page")
+
+
+class TraceRoundPublic(BaseModel):
+    index: int
+    kind: str
+    node_key: str | None
+    start_s: float | None
+    end_s: float | None
+    round: dict[str, Any] = Field(description="The round as the navigator recorded it")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, step: TraceStep) -> TraceRoundPublic:
+        return cls(index=step.round_index, kind=step.kind, node_key=step.node_key,
+                   start_s=step.start_s, end_s=step.end_s, round=step.payload,
+                   created_at=step.created_at)
+
+
+class TracePublic(BaseModel):
+    job_id: uuid.UUID
+    status: JobStatus
+    rounds: list[TraceRoundPublic]
+    summary: dict[str, Any] | None
+
+
+class WebhookDeliveryPublic(BaseModel):
+    id: uuid.UUID
+    url: str
+    event: str
+    state: Literal["pending", "delivered", "failed"]
+    attempts: int
+    status_code: int | None
+    error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+    @classmethod
+    def of(cls, row: WebhookDelivery) -> WebhookDeliveryPublic:
+        return cls(id=row.id, url=row.url, event=row.event, state=row.state,  # type: ignore[arg-type]
+                   attempts=row.attempt, status_code=row.status_code, error=row.error,
+                   created_at=row.created_at, delivered_at=row.delivered_at)
+
+
+class WebhookDeliveryList(BaseModel):
+    items: list[WebhookDeliveryPublic]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class CheckResult(BaseModel):
+    ok: bool
+    detail: str | None = None
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, CheckResult]

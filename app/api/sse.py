@@ -1,0 +1,65 @@
+"""Server-sent events for a job: persisted rounds first, then live ones, then the result.
+
+The stream subscribes to the event bus before reading the database, so no round can fall
+between the two; bus events only wake the stream, which reads rounds from the database
+(the source of truth) and skips indexes it has sent, so replayed and live rounds never
+repeat. A periodic poll covers a bus that drops messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from anyio import to_thread
+
+from app.api.schemas import JobPublic, TraceRoundPublic
+from app.db.models import Job, TraceStep
+from app.services import jobs
+
+
+def format_event(event: str, data: dict[str, Any], event_id: int | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def job_events(
+    runtime: Any, tenant_id: uuid.UUID, job_id: uuid.UUID, *, after: int = -1,
+    heartbeat_s: float = 15.0, poll_s: float = 1.0,
+) -> AsyncIterator[str]:
+    """The SSE text of a job's rounds with index > ``after``, then its ``result`` event."""
+
+    def load(last: int) -> tuple[list[TraceStep], Job | None]:
+        with runtime.session_factory() as session:
+            job = session.get(Job, job_id)
+            if job is None or job.tenant_id != tenant_id:
+                return [], None
+            return list(jobs.trace_steps(session, job_id, after=last)), job
+
+    last = after
+    last_sent = time.monotonic()
+    async with runtime.events.subscribe(job_id) as subscription:
+        while True:
+            steps, job = await to_thread.run_sync(load, last)
+            for step in steps:
+                yield format_event("round", TraceRoundPublic.of(step).model_dump(mode="json"),
+                                   step.round_index)
+                last = step.round_index
+                last_sent = time.monotonic()
+            if job is None:
+                yield format_event("error", {"error": {
+                    "code": "job_not_found", "message": "the job was deleted", "details": {}}})
+                return
+            if job.status in jobs.TERMINAL_STATUSES:
+                yield format_event("result", JobPublic.of(job).model_dump(mode="json"))
+                return
+            try:
+                await asyncio.wait_for(anext(subscription), timeout=poll_s)
+            except TimeoutError:
+                if time.monotonic() - last_sent >= heartbeat_s:
+                    yield ": keep-alive\n\n"
+                    last_sent = time.monotonic()
