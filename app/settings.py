@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 CaptionMode = Literal["eager", "online", "lazy"]
 Profile = Literal["cpu", "remote"]
+ROLES = frozenset({"policy", "captioner", "video_qa"})
 
 
 class Settings(BaseSettings):
@@ -132,10 +133,21 @@ class Settings(BaseSettings):
         return self.data_dir / "videos"
 
     @property
+    def cpu_roles(self) -> frozenset[str]:
+        """Model roles served by the CPU profile: all with ``profile=cpu``, none with
+        ``profile=remote``, otherwise each role without its ``*_BASE_URL``."""
+        if self.profile is not None:
+            return ROLES if self.profile == "cpu" else frozenset()
+        urls = {"policy": self.policy_base_url, "captioner": self.captioner_base_url,
+                "video_qa": self.videoqa_base_url}
+        return frozenset(role for role, url in urls.items() if not url)
+
+    @property
     def should_transcribe(self) -> bool:
         if self.transcribe is not None:
             return self.transcribe
-        return self.effective_profile == "cpu"
+        # The CPU captioner and video_qa read speech only through the transcript.
+        return bool(self.cpu_roles & {"captioner", "video_qa"})
 
 
 @lru_cache(maxsize=1)

@@ -33,12 +33,26 @@ class ModelRoles:
 
 
 def build_models(settings: Settings) -> ModelRoles:
-    """The model roles for ``settings``: local CPU models, or OpenAI-compatible endpoints."""
-    if settings.effective_profile == "cpu":
-        from app.models.cpu import build_cpu_models
+    """The model roles for ``settings``: local CPU models, OpenAI-compatible endpoints, or
+    a mix (each role runs on the CPU unless its ``VIDNAV_<ROLE>_BASE_URL`` is set)."""
+    cpu = settings.cpu_roles
+    if not cpu:
+        return _build_remote_models(settings)
+    from app.models import cpu as cpu_models
 
-        return build_cpu_models(settings)
-    return _build_remote_models(settings)
+    if cpu == {"policy", "captioner", "video_qa"}:
+        return cpu_models.build_cpu_models(settings)
+    from app.models.openai_vision import OpenAICaptioner, OpenAIFrameQA
+    from app.models.policy import LLMPolicy
+
+    return ModelRoles(
+        policy=cpu_models.cpu_policy(settings) if "policy" in cpu
+        else LLMPolicy.from_settings(settings),
+        captioner=cpu_models.cpu_captioner(settings) if "captioner" in cpu
+        else OpenAICaptioner.from_settings(settings),
+        frame_qa=cpu_models.cpu_frame_qa(settings) if "video_qa" in cpu
+        else OpenAIFrameQA.from_settings(settings),
+    )
 
 
 def _build_remote_models(settings: Settings) -> ModelRoles:

@@ -1,0 +1,127 @@
+"""The CPU captioner: what is said, what is written on screen, and what the picture does.
+
+A caption is assembled from the node's speech transcript / subtitle lines (quoted, in
+order, as the caption prompt asks of a vision model), RapidOCR text from a few of the
+node's frames, and cheap visual measurements. Every fact is a timed statement, so the
+retrieval navigator can tell which child node a fact belongs to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+import numpy as np
+
+from app.core.ports import ModelUsage, SubtitleLine
+from app.models.base import NodeFrames, VisionOutput
+from app.models.cpu.ocr import FrameReader, TextBox, get_reader
+from app.models.cpu.text import quote
+from app.models.cpu.visual import describe_frames
+
+CAPTION_FORMAT_VERSION = 1
+MODEL_NAME = "vidnav-cpu-captioner"
+# Frames read by OCR per level (high, medium, low): enough to catch titles and slides that
+# stay up for a few seconds, few enough that a 10-minute video ingests in minutes.
+DEFAULT_OCR_FRAMES = (4, 3, 3)
+
+
+def package_version(name: str) -> str:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "missing"
+
+
+def pick(count: int, available: int) -> list[int]:
+    """``count`` evenly spread positions out of ``available`` (all of them if fewer)."""
+    if available <= 0 or count <= 0:
+        return []
+    if count >= available:
+        return list(range(available))
+    return sorted({int(i) for i in np.linspace(0, available - 1, count + 2)[1:-1].round()})
+
+
+def speech_statements(lines: Sequence[SubtitleLine]) -> list[str]:
+    """One statement per transcript or subtitle line, repeated lines kept once."""
+    out: list[str] = []
+    previous = ""
+    for line in lines:
+        text = " ".join(line.text.split())
+        if not text or text == previous:
+            continue
+        previous = text
+        out.append(f"At {line.start:.1f}s someone says: {quote(text)}.")
+    return out
+
+
+def screen_text_statements(reads: Sequence[tuple[float, tuple[TextBox, ...]]]) -> list[str]:
+    """Timed on-screen text, a run of frames showing the same text written once."""
+    out: list[str] = []
+    runs: list[tuple[float, float, str]] = []
+    for at, boxes in reads:
+        text = " / ".join(box.text for box in boxes)
+        if not text:
+            continue
+        if runs and runs[-1][2] == text:
+            runs[-1] = (runs[-1][0], at, text)
+        else:
+            runs.append((at, at, text))
+    for start, end, text in runs:
+        where = f"At {start:.1f}s" if start == end else f"From {start:.1f}s to {end:.1f}s"
+        out.append(f"{where} the screen shows the text {quote(text)}.")
+    return out
+
+
+class CPUCaptioner:
+    """Implements ``app.models.base.Captioner`` with packaged CPU models only."""
+
+    def __init__(
+        self, *, reader: FrameReader | None = None,
+        ocr_frames: tuple[int, int, int] = DEFAULT_OCR_FRAMES,
+    ) -> None:
+        self._reader = reader
+        self.ocr_frames = ocr_frames
+
+    @property
+    def reader(self) -> FrameReader:
+        if self._reader is None:
+            self._reader = get_reader()
+        return self._reader
+
+    @property
+    def config_version(self) -> str:
+        """Digest of the caption format, OCR model and sampling; not of the frames."""
+        parts = {
+            "model": MODEL_NAME, "format": CAPTION_FORMAT_VERSION,
+            "ocr": package_version("rapidocr-onnxruntime"), "ocr_frames": self.ocr_frames,
+        }
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+    async def caption(self, frames: NodeFrames) -> VisionOutput:
+        return await asyncio.to_thread(self.caption_sync, frames)
+
+    def caption_sync(self, frames: NodeFrames) -> VisionOutput:
+        """The caption of one node, computed on the calling thread."""
+        started = time.perf_counter()
+        start, end = frames.span
+        level = min(max(frames.level, 1), 3)
+        reads = [
+            (frames.frame_times[i], self.reader.read(frames.images[i]))
+            for i in pick(self.ocr_frames[level - 1], len(frames.images))
+        ]
+        speech = speech_statements(frames.subtitles)
+        screen = screen_text_statements(reads)
+        visual = [s.describe() for s in describe_frames(frames.images, frames.frame_times)]
+        intro = f"This clip runs from {start:.1f}s to {end:.1f}s."
+        if not speech:
+            intro += " Nothing is said in it."
+        text = " ".join([intro, *speech, *screen, *visual])
+        return VisionOutput(
+            text=text, raw_reply=f"<caption>{text}</caption>",
+            usage=ModelUsage(seconds=time.perf_counter() - started, model=MODEL_NAME),
+        )
