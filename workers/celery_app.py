@@ -40,9 +40,15 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_default_queue": "navigate",
         "task_serializer": "json",
         "accept_content": ["json"],
-        "broker_transport_options": {"visibility_timeout": settings.celery_visibility_timeout_s},
+        "broker_transport_options": {
+            "visibility_timeout": settings.celery_visibility_timeout_s,
+            # Sweep for the unacknowledged messages of dead workers often enough that one is
+            # redelivered soon after its visibility timeout, not many minutes later.
+            "unacked_restore_interval": max(1, min(10, int(settings.celery_visibility_timeout_s
+                                                           / 4))),
+            "unacked_restore_throttle": 1,
+        },
         "broker_connection_retry_on_startup": True,
-        "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
     }
 

@@ -197,5 +197,5 @@ def _build_events(settings: Settings, client: redis.Redis | None) -> EventBus:
     from app.services import events
 
     if client is not None and settings.redis_url:
-        return events.RedisEventBus(settings.redis_url)  # type: ignore[attr-defined,no-any-return]
-    return events.InProcessEventBus()  # type: ignore[attr-defined,no-any-return]
+        return events.RedisEventBus(settings.redis_url)
+    return events.InProcessEventBus()

@@ -1,0 +1,493 @@
+"""Captions of tree nodes: served from the cache, else the database, else generated once.
+
+``CaptionService`` is the navigation loop's ``CaptionSource`` for one video. A miss is
+generated under single-flight: one asyncio future per key inside the process, and a Redis
+``SET NX PX`` lock across processes, so two navigations asking for the same missing
+caption at once make one captioner call and both get its result.
+
+``caption_nodes`` captions many nodes of a video at once (what the caption mode schedules
+ahead): frames are decoded in a thread a few nodes ahead of the captioner, and up to the
+captioner's concurrency limit of nodes are captioned at the same time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from app.core.ports import CaptionResult, ModelUsage, NodeId, SubtitleLine, VideoQAResult
+from app.core.tree import HIGH, LEVELS, LOW, VideoGeometry, node_key, parse_node_key
+from app.db.models import CaptionNode, Subtitle, Video
+from app.db.session import session_scope
+from app.errors import ModelError, NotFound, Unavailable, VidnavError
+from app.media.frames import FrameReader
+from app.media.probe import StreamInfo, VideoProbe
+from app.models.base import NodeFrames
+from app.services.cache import CachedCaption, cache_key, caption_version, subtitle_digest
+from app.services.queue import RetryLater
+from app.services.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+# Which subtitle track captions are written with when a video has several.
+_TRACK_PREFERENCE = {"upload": 0, "embedded": 1, "transcript": 2}
+_POLL_S = 0.05
+
+
+class CaptionerFailed(VidnavError):
+    """The captioner could not caption a node (after the model client's own retries)."""
+
+    code = "captioner_failed"
+    kind = "unavailable"
+
+
+def levels_ahead(mode: str) -> tuple[int, ...]:
+    """The levels a caption mode captions before any question: all, the high one, or none."""
+    return {"eager": LEVELS, "online": (HIGH,), "lazy": ()}.get(mode, (HIGH,))
+
+
+def probe_from_dict(data: dict[str, Any]) -> VideoProbe:
+    """The ``VideoProbe`` stored on a video row (``VideoProbe.to_dict``) back as an object."""
+    fields = {f.name for f in dataclasses.fields(VideoProbe)}
+    values = {k: v for k, v in data.items() if k in fields}
+    for name in ("audio_streams", "subtitle_streams"):
+        values[name] = tuple(StreamInfo(**s) for s in values.get(name) or ())
+    return VideoProbe(**values)
+
+
+def pick_subtitles(rows: Iterable[Subtitle]) -> tuple[SubtitleLine, ...]:
+    """The one subtitle track captions use: uploaded, then embedded, then a transcript."""
+    ranked = sorted(rows, key=lambda s: (_TRACK_PREFERENCE.get(s.source, 9), s.created_at))
+    if not ranked:
+        return ()
+    lines = [SubtitleLine(float(a), float(b), str(t)) for a, b, t in ranked[0].lines or []]
+    return tuple(sorted(lines, key=lambda line: (line.start, line.end)))
+
+
+@dataclass
+class VideoContext:
+    """What captioning and navigating one video need, read once from its rows."""
+
+    video_id: uuid.UUID
+    sha256: str
+    path: Path
+    mode: str
+    status: str
+    geometry: VideoGeometry
+    subtitles: tuple[SubtitleLine, ...]
+    version: str
+    reader: FrameReader
+
+    @property
+    def version_key(self) -> tuple[str, str]:
+        return self.sha256, self.version
+
+    def key(self, node: NodeId) -> str:
+        return cache_key(self.sha256, self.version, node_key(node))
+
+    def subtitles_between(self, start: float, end: float) -> tuple[SubtitleLine, ...]:
+        return tuple(s for s in self.subtitles if s.end >= start and s.start <= end)
+
+    def node_frames(self, node: NodeId, indices: Sequence[int], images: Sequence[Any],
+                    level: int) -> NodeFrames:
+        span = self.geometry.seconds(node)
+        times = tuple(self.geometry.time_label(i) for i in indices)
+        return NodeFrames(
+            node=node, level=level, frame_indices=tuple(indices), frame_times=times,
+            images=tuple(images), span=span,
+            subtitles=self.subtitles_between(min(span[0], times[0]), max(span[1], times[-1])),
+            video_path=self.path,
+        )
+
+
+def load_video_context(runtime: Runtime, video_id: uuid.UUID) -> VideoContext:
+    """Read a probed video and its subtitles; the caption version follows the current
+    captioner, so a changed captioner config never reads captions written under another."""
+    with session_scope(runtime.session_factory) as session:
+        video = session.get(Video, video_id)
+        if video is None:
+            raise NotFound(f"video {video_id} does not exist", code="video_not_found")
+        if video.probe is None or not video.num_frames or not video.fps:
+            raise Unavailable(f"video {video_id} has not been probed yet",
+                              code="video_not_ingested")
+        subtitles = pick_subtitles(
+            session.scalars(select(Subtitle).where(Subtitle.video_id == video_id)))
+        version = caption_version(
+            runtime.captioner.config_version,
+            subtitle_digest([[s.start, s.end, s.text] for s in subtitles]))
+        if video.captioner_version != version:
+            video.captioner_version = version
+        probe = probe_from_dict(video.probe)
+        path = Path(video.storage_path)
+        ctx = VideoContext(
+            video_id=video.id, sha256=video.sha256, path=path, mode=video.caption_mode,
+            status=video.status,
+            geometry=VideoGeometry(int(video.num_frames), float(video.fps), runtime.tree_config),
+            subtitles=subtitles, version=version,
+            reader=FrameReader(path, probe, timeout_s=runtime.settings.ffmpeg_timeout_s),
+        )
+    return ctx
+
+
+# --- rows ----------------------------------------------------------------------------------
+
+
+def _read_rows(runtime: Runtime, ctx: VideoContext, keys: Sequence[str]
+               ) -> dict[str, CachedCaption]:
+    if not keys:
+        return {}
+    with session_scope(runtime.session_factory) as session:
+        rows = session.execute(
+            select(CaptionNode.node_key, CaptionNode.caption, CaptionNode.frame_times).where(
+                CaptionNode.content_sha256 == ctx.sha256,
+                CaptionNode.config_version == ctx.version,
+                CaptionNode.node_key.in_(list(keys)),
+            )
+        ).all()
+    return {k: CachedCaption(c, tuple(float(t) for t in ft)) for k, c, ft in rows}
+
+
+def _insert_row(runtime: Runtime, ctx: VideoContext, node: NodeId, frames: NodeFrames,
+                caption: str, raw_reply: str, usage: ModelUsage) -> CachedCaption:
+    """Insert the caption unless a row for the key exists; return the row's caption."""
+    start, stop = ctx.geometry.frame_range(node)
+    values = {
+        "id": uuid.uuid4(), "content_sha256": ctx.sha256, "config_version": ctx.version,
+        "node_key": node_key(node), "level": len(node), "first_frame": start,
+        "last_frame": max(start, stop - 1), "frame_times": list(frames.frame_times),
+        "caption": caption, "raw_reply": raw_reply, "model": usage.model,
+        "model_seconds": usage.seconds, "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+    }
+    with session_scope(runtime.session_factory) as session:
+        dialect = session.get_bind().dialect.name
+        insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        session.execute(
+            insert(CaptionNode).values(**values).on_conflict_do_nothing(
+                index_elements=["content_sha256", "config_version", "node_key"])
+        )
+    # Another process may have won the insert: serve what the table holds.
+    return _read_rows(runtime, ctx, [node_key(node)])[node_key(node)]
+
+
+def update_progress(session: Session, video_id: uuid.UUID) -> tuple[int, int, str]:
+    """Recount the video's captions of the levels its mode captions ahead; mark it ready
+    when all are there. Counting rows (not adding) keeps retries and duplicates honest."""
+    video = session.get(Video, video_id, with_for_update=True)
+    if video is None:
+        raise NotFound(f"video {video_id} does not exist", code="video_not_found")
+    levels = levels_ahead(video.caption_mode)
+    done = 0
+    if levels and video.captioner_version:
+        done = session.scalar(
+            select(func.count()).select_from(CaptionNode).where(
+                CaptionNode.content_sha256 == video.sha256,
+                CaptionNode.config_version == video.captioner_version,
+                CaptionNode.level.in_(levels),
+            )
+        ) or 0
+    video.captions_done = min(done, video.captions_total)
+    if video.status == "captioning" and video.captions_done >= video.captions_total:
+        video.status = "ready"
+    return video.captions_done, video.captions_total, video.status
+
+
+# --- one caption, single-flight ------------------------------------------------------------
+
+
+async def obtain_caption(
+    runtime: Runtime, ctx: VideoContext, node: NodeId,
+    load_frames: Callable[[], Awaitable[NodeFrames]],
+) -> CaptionResult:
+    """The caption of ``node``: cache, then database, then generated exactly once."""
+    cache = runtime.caption_cache
+    key = ctx.key(node)
+    hit = cache.get(key)
+    if hit is not None:
+        return _served(node, hit)
+    rows = await asyncio.to_thread(_read_rows, runtime, ctx, [node_key(node)])
+    if rows:
+        cache.put(key, rows[node_key(node)])
+        return _served(node, rows[node_key(node)])
+
+    pending = cache.inflight.get(key)
+    if pending is not None:
+        result: CaptionResult = await asyncio.shield(pending)
+        return dataclasses.replace(result, cached=True, usage=None)
+    future: asyncio.Future[CaptionResult] = asyncio.get_running_loop().create_future()
+    cache.inflight[key] = future
+    try:
+        result = await _generate_once(runtime, ctx, node, key, load_frames)
+    except BaseException as exc:
+        future.set_exception(exc)
+        future.exception()  # retrieved here; the waiters still receive it
+        raise
+    else:
+        future.set_result(result)
+        return result
+    finally:
+        cache.inflight.pop(key, None)
+
+
+def _served(node: NodeId, value: CachedCaption) -> CaptionResult:
+    return CaptionResult(node=node, caption=value.caption, frame_times=value.frame_times,
+                         cached=True)
+
+
+async def _generate_once(
+    runtime: Runtime, ctx: VideoContext, node: NodeId, key: str,
+    load_frames: Callable[[], Awaitable[NodeFrames]],
+) -> CaptionResult:
+    """Generate under the cross-process lock, or wait for the process that holds it."""
+    cache = runtime.caption_cache
+    settings = runtime.settings
+    deadline = time.monotonic() + settings.caption_wait_s
+    while True:
+        token = cache.try_lock(key, settings.caption_lock_ttl_s)
+        if token is not None:
+            try:
+                return await _generate_locked(runtime, ctx, node, key, token, load_frames)
+            finally:
+                cache.unlock(key, token)
+        while cache.is_locked(key):
+            if time.monotonic() > deadline:
+                raise Unavailable(
+                    f"caption of node {node_key(node)} was not produced within "
+                    f"{settings.caption_wait_s:.0f} s by the worker generating it",
+                    code="caption_wait_timeout")
+            await asyncio.sleep(_POLL_S)
+            hit = cache.get(key)
+            if hit is not None:
+                return _served(node, hit)
+        rows = await asyncio.to_thread(_read_rows, runtime, ctx, [node_key(node)])
+        if rows:
+            cache.put(key, rows[node_key(node)])
+            return _served(node, rows[node_key(node)])
+        # The holder gave up (failed or died) without a caption: try ourselves.
+
+
+async def _generate_locked(
+    runtime: Runtime, ctx: VideoContext, node: NodeId, key: str, token: str,
+    load_frames: Callable[[], Awaitable[NodeFrames]],
+) -> CaptionResult:
+    cache = runtime.caption_cache
+    rows = await asyncio.to_thread(_read_rows, runtime, ctx, [node_key(node)])
+    if rows:  # finished by another process between our miss and taking the lock
+        cache.put(key, rows[node_key(node)])
+        return _served(node, rows[node_key(node)])
+    ttl = runtime.settings.caption_lock_ttl_s
+
+    async def keep_lock() -> None:
+        while True:
+            await asyncio.sleep(ttl / 3)
+            cache.extend_lock(key, token, ttl)
+
+    keeper = asyncio.create_task(keep_lock())
+    try:
+        frames = await load_frames()
+        try:
+            output = await runtime.captioner.caption(frames)
+        except ModelError as exc:
+            raise CaptionerFailed(
+                f"captioning node {node_key(node)} failed: {exc.message}",
+                code=exc.code, details=exc.details) from exc
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+    stored = await asyncio.to_thread(
+        _insert_row, runtime, ctx, node, frames, output.text, output.raw_reply, output.usage)
+    cache.put(key, stored)
+    return CaptionResult(node=node, caption=stored.caption, frame_times=stored.frame_times,
+                         cached=False, usage=output.usage, raw_reply=output.raw_reply)
+
+
+def read_node_frames(ctx: VideoContext, node: NodeId) -> NodeFrames:
+    """Decode the frames a node's caption is written from (blocking: run in a thread)."""
+    level = len(node)
+    indices = ctx.geometry.sample_frames(node)
+    images = ctx.reader.read(indices, ctx.geometry.max_side(level))
+    return ctx.node_frames(node, indices, images, level)
+
+
+class CaptionService:
+    """``CaptionSource`` of one video for the navigation loop (cache -> rows -> generate)."""
+
+    def __init__(self, runtime: Runtime, ctx: VideoContext) -> None:
+        self.runtime = runtime
+        self.ctx = ctx
+
+    async def get_caption(self, node: NodeId) -> CaptionResult:
+        node = self.ctx.geometry.validate(node)
+
+        async def load() -> NodeFrames:
+            return await asyncio.to_thread(read_node_frames, self.ctx, node)
+
+        return await obtain_caption(self.runtime, self.ctx, node, load)
+
+
+class LeafVideoQA:
+    """``VideoQA`` of one video: reads a leaf's frames at the video_qa size and asks frame_qa."""
+
+    def __init__(self, runtime: Runtime, ctx: VideoContext) -> None:
+        self.runtime = runtime
+        self.ctx = ctx
+
+    async def ask(self, node: NodeId, query: str) -> VideoQAResult:
+        geometry = self.ctx.geometry
+        indices = geometry.videoqa_frames(node)
+        images = await asyncio.to_thread(self.ctx.reader.read, indices,
+                                         geometry.videoqa_max_side)
+        frames = self.ctx.node_frames(node, indices, images, LOW)
+        output = await self.runtime.frame_qa.answer(frames, query)
+        return VideoQAResult(node=node, query=query, answer=output.text,
+                             raw_reply=output.raw_reply, frame_times=frames.frame_times,
+                             usage=output.usage)
+
+
+# --- many captions: the caption task -------------------------------------------------------
+
+
+def scheduled_nodes(geometry: VideoGeometry, mode: str) -> list[NodeId]:
+    """The nodes a caption mode captions ahead of questions, coarse levels first."""
+    return [node for level in levels_ahead(mode) for node in geometry.iter_nodes(level)]
+
+
+@dataclass
+class BatchReport:
+    """What one ``caption_batch`` did: captions generated here and served from elsewhere."""
+
+    generated: int = 0
+    served: int = 0
+    model_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+
+async def caption_batch(runtime: Runtime, ctx: VideoContext, nodes: Sequence[NodeId],
+                        *, on_done: Callable[[], None] | None = None) -> BatchReport:
+    """Caption ``nodes``: a decoding thread runs ahead of up to ``captioner_concurrency``
+    model calls; nodes already captioned are skipped without decoding."""
+    settings = runtime.settings
+    report = BatchReport()
+    began = time.perf_counter()
+    keys = [node_key(n) for n in nodes]
+    stored = await asyncio.to_thread(_read_rows, runtime, ctx, keys)
+    todo = [n for n, k in zip(nodes, keys, strict=True) if k not in stored]
+    report.served = len(nodes) - len(todo)
+    if not todo:
+        report.wall_seconds = time.perf_counter() - began
+        return report
+
+    ready: asyncio.Queue[NodeFrames | None] = asyncio.Queue(maxsize=settings.decode_ahead)
+    workers = max(1, min(settings.captioner_concurrency, len(todo)))
+    # Decoding several neighbouring nodes in one pass shares ffmpeg seeks between them.
+    chunk = max(1, min(8, workers // 2 or 1))
+
+    async def decode() -> None:
+        try:
+            for start in range(0, len(todo), chunk):
+                group = todo[start:start + chunk]
+                requests = [(ctx.geometry.sample_frames(n), ctx.geometry.max_side(len(n)))
+                            for n in group]
+                images = await asyncio.to_thread(ctx.reader.read_many, requests)
+                for node, (indices, _), imgs in zip(group, requests, images, strict=True):
+                    await ready.put(ctx.node_frames(node, indices, imgs, len(node)))
+        finally:
+            for _ in range(workers):
+                await ready.put(None)
+
+    async def caption_worker() -> None:
+        while (frames := await ready.get()) is not None:
+            async def given(frames: NodeFrames = frames) -> NodeFrames:
+                return frames
+
+            result = await obtain_caption(runtime, ctx, frames.node, given)
+            if result.cached:
+                report.served += 1
+            else:
+                report.generated += 1
+                report.model_seconds += result.usage.seconds if result.usage else 0.0
+            if on_done is not None:
+                await asyncio.to_thread(on_done)
+
+    producer = asyncio.create_task(decode())
+    consumers = [asyncio.create_task(caption_worker()) for _ in range(workers)]
+    try:
+        await asyncio.gather(producer, *consumers)
+    except BaseException:
+        for task in (producer, *consumers):
+            task.cancel()
+        await asyncio.gather(producer, *consumers, return_exceptions=True)
+        raise
+    report.wall_seconds = time.perf_counter() - began
+    return report
+
+
+def caption_nodes(runtime: Runtime, video_id: uuid.UUID, node_keys: Sequence[str] | None = None,
+                  *, final_attempt: bool = True) -> None:
+    """The caption task: caption ``node_keys`` (None: what the video's mode captions ahead)
+    and keep the video's progress; a captioner that stays down fails the video."""
+    try:
+        ctx = load_video_context(runtime, video_id)
+    except NotFound:
+        logger.info("caption task for missing video %s dropped", video_id)
+        return
+    if ctx.status == "failed":
+        return
+    if node_keys is None:
+        nodes = scheduled_nodes(ctx.geometry, ctx.mode)
+    else:
+        nodes = [ctx.geometry.validate(parse_node_key(k)) for k in node_keys]
+    ahead = node_keys is None
+    last_update = [0.0]
+
+    def progress() -> None:
+        # Progress is a recount; doing it at most a few times a second keeps it cheap.
+        now = time.monotonic()
+        if ahead and now - last_update[0] > 0.25:
+            last_update[0] = now
+            with session_scope(runtime.session_factory) as session:
+                update_progress(session, video_id)
+
+    try:
+        runtime.run(caption_batch(runtime, ctx, nodes, on_done=progress))
+    except CaptionerFailed as exc:
+        if not final_attempt:
+            raise RetryLater(exc.message, failure=True) from exc
+        _give_up(runtime, video_id, ahead, exc)
+        return
+    except VidnavError as exc:
+        _give_up(runtime, video_id, ahead, exc)
+        return
+    if ahead:
+        with session_scope(runtime.session_factory) as session:
+            update_progress(session, video_id)
+
+
+def _give_up(runtime: Runtime, video_id: uuid.UUID, ahead: bool, exc: VidnavError) -> None:
+    """Record why captioning stopped: on the video when it was its scheduled captions (a
+    question's own caption failures are reported on the job instead)."""
+    logger.error("captioning video %s failed: %s", video_id, exc.message)
+    if ahead:
+        fail_video(runtime, video_id, exc.code, exc.message)
+
+
+def fail_video(runtime: Runtime, video_id: uuid.UUID, code: str, message: str) -> None:
+    with session_scope(runtime.session_factory) as session:
+        session.execute(
+            update(Video).where(Video.id == video_id, Video.status != "ready")
+            .values(status="failed", error_code=code, error=message)
+        )
