@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from app.core.tree import width_for_duration
 from app.db.models import CaptionNode, Job, Subtitle, Video
 
 BOUNDARY = "vidnavtestboundary"
@@ -179,7 +180,7 @@ async def test_upload_real_ten_minute_video(client, tenant, runtime, rows):
     video = response.json()
     assert video["sha256"] == digest
     assert video["duration_s"] == pytest.approx(600, abs=15)
-    assert video["tree_width"] == runtime.settings.max_width  # 600 s / 16 s segments: widest
+    assert video["tree_width"] == width_for_duration(video["duration_s"], runtime.tree_config)
     detail = (await client.get(f"/v1/videos/{video['id']}", headers=tenant.headers)).json()
     assert len(detail["tree"]["nodes"]) == video["tree_width"]
     assert detail["tree"]["nodes"][0]["start_s"] == 0
