@@ -115,16 +115,32 @@ class OpenAIChatClient:
             self.sampling["max_tokens"] = max_tokens
         self.sampling.update(extra_body or {})
         self._url = f"{self.base_url}/chat/completions"
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.AsyncClient(
-            headers=headers,
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
-            limits=httpx.Limits(max_connections=concurrency,
-                                max_keepalive_connections=concurrency),
-            transport=transport,
-        )
+        self.concurrency = concurrency
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
+        self._transport = transport
+        self._http = self._new_pool()
         # Bounds requests in flight from this process; more would only queue at the server.
         self._slots = asyncio.Semaphore(concurrency)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _new_pool(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            headers=self._headers, timeout=self._timeout, transport=self._transport,
+            limits=httpx.Limits(max_connections=self.concurrency,
+                                max_keepalive_connections=self.concurrency),
+        )
+
+    def _bind_loop(self) -> None:
+        """Pooled connections and the semaphore belong to one event loop; a caller that runs
+        each job under its own ``asyncio.run`` gets fresh ones instead of a crash."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            self._loop = loop
+            self._http = self._new_pool()
+            self._slots = asyncio.Semaphore(self.concurrency)
 
     @classmethod
     def for_role(cls, settings: Settings, role: ModelRole, **overrides: Any) -> OpenAIChatClient:
@@ -161,12 +177,14 @@ class OpenAIChatClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (one left on a finished event loop is just dropped)."""
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            self._http, self._loop = self._new_pool(), None
         await self._http.aclose()
 
     def _wait(self, state: RetryCallState) -> float:
         """Exponential backoff, stretched to a 429/503's ``Retry-After`` when it says so."""
-        delay = min(self.max_backoff_s, self.backoff_s * 2 ** (state.attempt_number - 1))
+        delay = float(min(self.max_backoff_s, self.backoff_s * 2 ** (state.attempt_number - 1)))
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _TransientStatus):
             retry_after = exc.response.headers.get("retry-after", "")
@@ -187,6 +205,7 @@ class OpenAIChatClient:
         (e.g. ``structured_outputs``). ``usage.seconds`` sums the time spent inside HTTP
         calls, excluding backoff sleeps and waiting for a concurrency slot.
         """
+        self._bind_loop()
         body = {"model": self.model, "messages": messages, **self.sampling, **extra}
         spent = 0.0
         attempts = 0

@@ -188,6 +188,14 @@ async def test_concurrency_is_capped(scripted_server: ScriptedServer) -> None:
     assert peak == 2
 
 
+def test_one_client_serves_successive_event_loops(scripted_server: ScriptedServer) -> None:
+    scripted_server.enqueue("first loop", "second loop")
+    client = _client(scripted_server, concurrency=1)
+    assert asyncio.run(client.chat(USER))[0] == "first loop"
+    assert asyncio.run(client.chat(USER))[0] == "second loop"
+    asyncio.run(client.aclose())
+
+
 def test_base_urls_are_normalised_and_checked() -> None:
     assert normalize_base_url("http://h:8000") == "http://h:8000/v1"
     assert normalize_base_url("http://h:8000/v1/") == "http://h:8000/v1"
