@@ -18,12 +18,13 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 
 from app.core.ports import ModelUsage, SubtitleLine
+from app.errors import InvalidInput
 from app.models.base import NodeFrames, VisionOutput
 from app.models.cpu.ocr import FrameReader, TextBox, get_reader
-from app.models.cpu.text import quote
+from app.models.cpu.text import quote, said
 from app.models.cpu.visual import describe_frames
 
-CAPTION_FORMAT_VERSION = 1
+CAPTION_FORMAT_VERSION = 2
 MODEL_NAME = "vidnav-cpu-captioner"
 # Frames read by OCR per level (high, medium, low): enough to catch titles and slides that
 # stay up for a few seconds, few enough that a 10-minute video ingests in minutes.
@@ -55,7 +56,7 @@ def speech_statements(lines: Sequence[SubtitleLine]) -> list[str]:
         if not text or text == previous:
             continue
         previous = text
-        out.append(f"At {line.start:.1f}s someone says: {quote(text)}.")
+        out.append(said(line.start, text))
     return out
 
 
@@ -75,6 +76,25 @@ def screen_text_statements(reads: Sequence[tuple[float, tuple[TextBox, ...]]]) -
         where = f"At {start:.1f}s" if start == end else f"From {start:.1f}s to {end:.1f}s"
         out.append(f"{where} the screen shows the text {quote(text)}.")
     return out
+
+
+def check_frames(frames: NodeFrames) -> None:
+    """Raise ``InvalidInput`` unless ``frames`` holds one RGB image per frame time."""
+    if not frames.images or len(frames.images) != len(frames.frame_times):
+        raise InvalidInput(
+            f"node {frames.node!r}: need one image per frame time and at least one, got "
+            f"{len(frames.images)} images for {len(frames.frame_times)} times",
+            code="invalid_frames",
+        )
+    for image in frames.images:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or image.size == 0:
+            raise InvalidInput(
+                f"node {frames.node!r}: frames must be RGB uint8 HxWx3 arrays, got "
+                f"{image.dtype} {image.shape}", code="invalid_frames",
+            )
+    if frames.level not in (1, 2, 3):
+        raise InvalidInput(f"node {frames.node!r}: level must be 1, 2 or 3, got "
+                           f"{frames.level!r}", code="invalid_frames")
 
 
 class CPUCaptioner:
@@ -103,13 +123,15 @@ class CPUCaptioner:
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
     async def caption(self, frames: NodeFrames) -> VisionOutput:
+        check_frames(frames)
         return await asyncio.to_thread(self.caption_sync, frames)
 
     def caption_sync(self, frames: NodeFrames) -> VisionOutput:
         """The caption of one node, computed on the calling thread."""
+        check_frames(frames)
         started = time.perf_counter()
         start, end = frames.span
-        level = min(max(frames.level, 1), 3)
+        level = frames.level
         reads = [
             (frames.frame_times[i], self.reader.read(frames.images[i]))
             for i in pick(self.ocr_frames[level - 1], len(frames.images))

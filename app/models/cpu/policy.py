@@ -21,7 +21,7 @@ import numpy as np
 
 from app.core.ports import Message, ModelUsage, NavigationState, NodeId, PolicyReply
 from app.models.cpu.embeddings import TextEmbedder, get_embedder
-from app.models.cpu.text import Statement, split_statements
+from app.models.cpu.text import Statement, overlap, split_statements
 
 MODEL_NAME = "vidnav-cpu-retrieval"
 _OPTION = re.compile(r"\s*\(?([A-Za-z])[.):]\s*(.*)", re.DOTALL)
@@ -30,6 +30,8 @@ _BOILERPLATE = re.compile(
     r"|The question is not related to the video segment\."
 )
 SNIPPET = 110
+OPTION_POOL = 8
+LEXICAL_WEIGHT = 0.25  # MiniLM misses short exact matches ("a minute"); shared words count too
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,7 @@ class Evidence:
     statement: Statement
     relevance: float  # best cosine similarity to the question or a question+option
     confirmed: bool  # on a leaf that video_qa has looked at, or a video_qa answer itself
+    direct: float = 0.0  # relevance to the question alone, options left out
 
 
 def _parse_option(option: str, index: int) -> tuple[str, str]:
@@ -63,7 +66,7 @@ class RetrievalPolicy:
 
     def __init__(
         self, embedder: TextEmbedder | None = None, *, max_steps: int = 12,
-        sufficient: float = 0.5, margin: float = 0.1,
+        sufficient: float = 0.5, margin: float = 0.05,
     ) -> None:
         self._embedder = embedder
         self.max_steps = max_steps
@@ -85,9 +88,16 @@ class RetrievalPolicy:
 
     # --- scoring -------------------------------------------------------------------------
 
-    def _queries(self, state: NavigationState) -> list[str]:
+    def _relevance(self, state: NavigationState, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(relevance to the question alone, best relevance to the question or a
+        question+option) per text: cosine similarity plus a bonus for shared words."""
         options = [_parse_option(o, i)[1] for i, o in enumerate(state.options)]
-        return [state.question, *(f"{state.question} {o}" for o in options)]
+        queries = [state.question, *(f"{state.question} {o}" for o in options)]
+        cosine = self.embedder.similarity(queries, texts)
+        lexical = np.array([[overlap(q, t) for t in texts] for q in [state.question, *options]],
+                           dtype=np.float32)
+        scores = cosine + LEXICAL_WEIGHT * lexical
+        return scores[0], scores.max(axis=0)
 
     def evidence(self, state: NavigationState) -> list[Evidence]:
         """Every statement the policy has seen, scored, best first (deeper nodes win ties)."""
@@ -102,11 +112,11 @@ class RetrievalPolicy:
                         if not _BOILERPLATE.fullmatch(s.text)]
         if not sources:
             return []
-        scores = self.embedder.similarity(self._queries(state), [s.text for _, s, _ in sources])
-        relevance = scores.max(axis=0)
+        question_only, relevance = self._relevance(state, [s.text for _, s, _ in sources])
         ranked = [
-            Evidence(node, statement, float(score), confirmed)
-            for (node, statement, confirmed), score in zip(sources, relevance, strict=True)
+            Evidence(node, statement, float(score), confirmed, float(direct))
+            for (node, statement, confirmed), score, direct
+            in zip(sources, relevance, question_only, strict=True)
         ]
         ranked.sort(key=lambda e: (-round(e.relevance, 4), -len(e.node), not e.confirmed))
         return ranked
@@ -158,8 +168,13 @@ class RetrievalPolicy:
         budget = min(state.max_rounds, self.max_steps)
         out_of_rounds = state.last_round or state.round_index >= budget - 1
         best_confirmed = next((e for e in ranked if e.confirmed), None)
-        lines = [f"{e.relevance:.2f} {_fmt(e.node)} {_snippet(e.statement.text)}"
-                 for e in ranked[:3]]
+        lines: list[str] = []
+        for e in ranked:
+            line = f"{e.relevance:.2f} {_snippet(e.statement.text)} in {_fmt(e.node)}"
+            if not any(_snippet(e.statement.text) in seen for seen in lines):
+                lines.append(line)
+            if len(lines) == 3:
+                break
         think = "Closest evidence to the question so far: " + (
             "; ".join(lines) if lines else "none") + "."
         if best_confirmed is not None and best_confirmed.relevance >= self.sufficient:
@@ -204,21 +219,23 @@ class RetrievalPolicy:
         return f"<think>{think}</think>\n<answer>{answer}</answer>"
 
     def _choose_option(self, state: NavigationState, ranked: list[Evidence]) -> tuple[str, str]:
-        """The option best supported by the most question-relevant statements."""
+        """The option best supported by the statements most relevant to the question: the
+        support of a statement counts in proportion to its own relevance."""
         parsed = [_parse_option(o, i) for i, o in enumerate(state.options)]
         pool: list[Evidence] = []
         seen: set[str] = set()
-        for item in ranked:
+        for item in sorted(ranked, key=lambda e: -e.relevance):
             if item.statement.text not in seen:
                 seen.add(item.statement.text)
                 pool.append(item)
-            if len(pool) == 5:
+            if len(pool) == OPTION_POOL:
                 break
         texts = [e.statement.text for e in pool]
         options = [text for _letter, text in parsed]
-        support = self.embedder.similarity(options, texts)  # (options, statements)
-        weights = np.array([max(e.relevance, 0.0) for e in pool], dtype=np.float32)
-        scores = (support * weights[None, :]).max(axis=1)
+        cosine = self.embedder.similarity(options, texts)
+        lexical = np.array([[overlap(o, t) for t in texts] for o in options], dtype=np.float32)
+        weights = np.array([max(e.direct, 0.0) for e in pool], dtype=np.float32)
+        scores = ((cosine + lexical) * weights[None, :]).max(axis=1)
         best = int(np.argmax(scores))
         detail = ", ".join(f"{letter} {score:.2f}"
                            for (letter, _t), score in zip(parsed, scores.tolist(), strict=True))

@@ -59,6 +59,43 @@ def split_statements(text: str) -> list[Statement]:
     return statements
 
 
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+STOPWORDS = frozenset((
+    "a", "an", "the", "and", "or", "but", "if", "of", "to", "in", "on", "at", "by", "for", "with",
+    "from", "as", "is", "are", "was", "were", "be", "been", "being", "it", "its", "it's", "this",
+    "that", "these", "those", "there", "here", "what", "which", "who", "whom", "whose", "when",
+    "where", "why", "how", "do", "does", "did", "done", "has", "have", "had", "having", "can",
+    "could", "will", "would", "shall", "should", "may", "might", "must", "i", "you", "he", "she",
+    "we", "they", "me", "him", "her", "us", "them", "my", "your", "his", "our", "their", "not",
+    "no", "yes", "so", "than", "then", "about", "into", "over", "under", "again", "very", "just",
+    "also", "only", "any", "some", "all", "each", "more", "most", "such", "own", "say", "says",
+    "said", "video", "clip", "someone",
+))
+
+
+def content_stems(text: str) -> frozenset[str]:
+    """Crude stems (first four letters) of the words that carry meaning."""
+    return frozenset(
+        word[:4] for word in _WORD.findall(text.lower())
+        if word not in STOPWORDS and len(word) > 2
+    )
+
+
+def overlap(query: str, text: str) -> float:
+    """Share of the query's content stems that occur in ``text`` (0 when it has none)."""
+    wanted = content_stems(query)
+    if not wanted:
+        return 0.0
+    return len(wanted & content_stems(text)) / len(wanted)
+
+
+def said(at: float, text: str) -> str:
+    """The statement for one line of speech or subtitles."""
+    spoken = " ".join(text.replace('"', "'").split())
+    end = "" if spoken[-1:] in (".", "!", "?") else "."
+    return f'At {at:.1f}s someone says: "{spoken}{end}"'
+
+
 def quote(text: str) -> str:
     """Text inside double quotes, with inner double quotes made single."""
     return '"' + " ".join(text.replace('"', "'").split()) + '"'

@@ -11,12 +11,16 @@ import hashlib
 import json
 import time
 
+import numpy as np
+
 from app.core.ports import ModelUsage
+from app.errors import InvalidInput
 from app.models.base import NodeFrames, VisionOutput
-from app.models.cpu.captioner import package_version, pick, screen_text_statements
+from app.models.cpu.captioner import check_frames, package_version, pick, screen_text_statements
 from app.models.cpu.embeddings import TextEmbedder, get_embedder
 from app.models.cpu.ocr import FrameReader, get_reader, shrink
-from app.models.cpu.text import quote
+from app.models.cpu.policy import LEXICAL_WEIGHT
+from app.models.cpu.text import overlap, said
 from app.models.cpu.visual import describe_frames
 
 MODEL_NAME = "vidnav-cpu-video-qa"
@@ -24,6 +28,12 @@ OCR_FRAMES = 4
 TOP_STATEMENTS = 3
 RELATED = 0.2  # below this cosine similarity a statement is not about the query
 NOT_RELATED = "The question is not related to the video segment."
+
+
+def _check(frames: NodeFrames, query: str) -> None:
+    check_frames(frames)
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidInput("a video_qa query must be a non-empty string", code="invalid_query")
 
 
 class CPUFrameQA:
@@ -44,10 +54,12 @@ class CPUFrameQA:
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
     async def answer(self, frames: NodeFrames, query: str) -> VisionOutput:
+        _check(frames, query)
         return await asyncio.to_thread(self.answer_sync, frames, query)
 
     def answer_sync(self, frames: NodeFrames, query: str) -> VisionOutput:
         """Rank the leaf's statements against ``query`` on the calling thread."""
+        _check(frames, query)
         started = time.perf_counter()
         reader = self._reader if self._reader is not None else get_reader()
         embedder = self._embedder if self._embedder is not None else get_embedder()
@@ -55,14 +67,13 @@ class CPUFrameQA:
             (frames.frame_times[i], reader.read(shrink(frames.images[i])))
             for i in pick(self.ocr_frames, len(frames.images))
         ]
-        statements = [
-            f"At {line.start:.1f}s someone says: {quote(line.text)}."
-            for line in frames.subtitles if line.text.strip()
-        ]
+        statements = [said(line.start, line.text) for line in frames.subtitles
+                      if line.text.strip()]
         statements += screen_text_statements(reads)
         ranked: list[tuple[float, str]] = []
-        if statements and query.strip():
-            scores = embedder.similarity([query], statements)[0]
+        if statements:
+            scores = embedder.similarity([query], statements)[0] + LEXICAL_WEIGHT * np.array(
+                [overlap(query, text) for text in statements], dtype=np.float32)
             ranked = sorted(zip(scores.tolist(), statements, strict=True), key=lambda p: -p[0])
         relevant = [text for score, text in ranked[:TOP_STATEMENTS] if score >= RELATED]
         if relevant:
