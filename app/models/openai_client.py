@@ -228,8 +228,9 @@ class OpenAIChatClient:
                         raise _TransientStatus(response)
         except httpx.TimeoutException as exc:
             raise self._error(
-                "model_timeout", f"did not answer within the timeout after {attempts} "
-                f"attempt(s) ({_describe(exc)})", attempts) from None
+                "model_timeout", f"did not answer within {self._timeout.read}s, {attempts} "
+                f"attempt(s) ({_describe(exc)}); raise VIDNAV_MODEL_TIMEOUT_S if it is just "
+                "slow", attempts) from None
         except (_TransientStatus, httpx.TransportError) as exc:
             raise self._error(
                 "model_unavailable", f"is unavailable after {attempts} attempt(s): "

@@ -120,6 +120,7 @@ async def test_timeouts_are_retried_then_reported(scripted_server: ScriptedServe
         with pytest.raises(ModelError) as caught:
             await client.chat(USER)
     assert caught.value.code == "model_timeout"
+    assert "0.2s" in caught.value.message and "VIDNAV_MODEL_TIMEOUT_S" in caught.value.message
     assert scripted_server.calls() == 4
 
 
@@ -213,6 +214,27 @@ async def test_clients_for_roles_come_from_settings() -> None:
             "LongVideo-R1-Qwen3", 1, {"max_tokens": 99})
     with pytest.raises(InvalidInput, match="VIDNAV_VIDEOQA_BASE_URL"):
         OpenAIChatClient.for_role(settings, "video_qa")
+
+
+async def test_roles_from_settings(scripted_server: ScriptedServer) -> None:
+    url = scripted_server.base_url
+    settings = Settings(policy_base_url=url, captioner_base_url=url, videoqa_base_url=url,
+                        policy_constrained=True, low_frames=8, videoqa_max_side=640)
+    policy = LLMPolicy.from_settings(settings)
+    captioner = OpenAICaptioner.from_settings(settings)
+    frame_qa = OpenAIFrameQA.from_settings(settings)
+    try:
+        assert policy.constrained and policy.client.model == "LongVideo-R1-Qwen3"
+        assert captioner.config.low_frames == 8
+        default = OpenAICaptioner.from_settings(Settings(captioner_base_url=url))
+        await default.client.aclose()
+        assert captioner.config_version != default.config_version
+        await frame_qa.answer(_frames(3, [1.0]), "what?")
+        image = scripted_server.chat_requests()[0].messages[1]["content"][2]["image_url"]
+        assert _jpeg_size(image["url"]) == (640, 360)
+    finally:
+        for role in (policy, captioner, frame_qa):
+            await role.client.aclose()
 
 
 # --- the policy ------------------------------------------------------------------------

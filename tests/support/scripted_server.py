@@ -9,6 +9,12 @@ What a chat request gets, first match wins: a pending ``fail_next`` failure, an
 always-failing model, the model's queued replies, the queue for any model, the model's
 handler, the handler for any model, then the deterministic role behaviour (captioner,
 video_qa, policy), recognised from the system prompt of the LongVideo-R1 protocol.
+
+Besides ``/v1/chat/completions``, ``/v1/models`` and ``/health``: ``GET /_stats`` (call
+counts per model and role) and ``POST /_control`` with ``{"action": ...}`` one of
+``fail_always`` / ``fail_next`` (``model``, ``status``, ``n``), ``recover``, ``enqueue``
+(``model``, ``replies``), ``latency`` (``ms``), ``down_for`` (``seconds``), ``reset``, so a
+test can script a server that runs in another process.
 """
 
 from __future__ import annotations
@@ -68,7 +74,6 @@ class Reply:
 
 
 Handler = Callable[[dict[str, Any]], "str | Reply"]
-ScriptItem = "str | Reply | Handler"
 
 
 @dataclass(frozen=True)
