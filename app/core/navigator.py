@@ -240,11 +240,13 @@ class _Navigation:
         started = self.clock()
         reply = await self.policy.reply(list(self.messages), self.state)
         policy_wall = self.clock() - started
-        parsed = protocol.parse_reply(reply.text)
+        # A server can send null content; that is a bad reply, not a reason to crash.
+        text = reply.text if isinstance(reply.text, str) else ""
+        parsed = protocol.parse_reply(text)
         rnd = TraceRound(
             index=index,
             kind="invalid",
-            raw_reply=reply.text,
+            raw_reply=text,
             think=parsed.think,
             tool=parsed.tool,
             answer=parsed.answer,

@@ -135,10 +135,11 @@ async def test_free_form_question_and_high_spans_without_frame_times() -> None:
         ("<think>Just thinking.</think>", "no_tool_or_answer"),
         ("I refuse to use tags.", "no_tool_or_answer"),
         ("", "no_tool_or_answer"),
+        (None, "no_tool_or_answer"),
     ],
 )
 async def test_replies_without_think_or_action_get_the_think_first_notice(
-    bad_reply: str, violation: str
+    bad_reply: str | None, violation: str
 ) -> None:
     h = Harness([bad_reply, answer("C")])
     trace = await h.run()
@@ -147,7 +148,7 @@ async def test_replies_without_think_or_action_get_the_think_first_notice(
     # The bad reply is dropped; the notice is appended as a plain-string user message.
     assert second == [*first, {"role": "user", "content": THINK_FIRST}]
     assert trace.rounds[0].kind == "invalid" and trace.rounds[0].violation == violation
-    assert trace.rounds[0].raw_reply == bad_reply
+    assert trace.rounds[0].raw_reply == (bad_reply or "")
     assert trace.summary.tool_calls["invalid"] == 1
 
 

@@ -398,3 +398,32 @@ def test_answer_and_caption_extraction() -> None:
     reply = "<reasoning>The cup is blue.</reasoning>\n<answer>\nA blue cup.\n</answer>"
     assert extract_video_qa_answer(reply) == "A blue cup."
     assert extract_video_qa_answer(" no tags ") == "no tags"
+
+
+def test_caption_and_video_qa_requests_for_a_leaf_of_the_fixture_tree() -> None:
+    leaf = (2, 3, 4)
+    times = FIXTURE.frame_times(leaf)
+    urls = [f"data:image/jpeg;base64,F{i}" for i in range(len(times))]
+    lines = [SubtitleLine(104.0, 104.2, "Stop!"), SubtitleLine(104.1, 105.0, "Now")]
+    messages = caption_messages(
+        level=3, frame_times=times, image_urls=urls,
+        frame_subtitles=[subtitles_at(lines, t) for t in times],
+    )
+    labels = [part["text"] for part in messages[1]["content"][::2]]
+    assert labels == [
+        "Frame at 103.6s", "Frame at 103.8s", "104.1s. Subtitle: Stop!,Now.",
+        "104.3s. Subtitle: Now.",
+        "104.6s. Subtitle: Now.", "104.9s. Subtitle: Now.", "Frame at 105.1s", "Frame at 105.4s",
+        "Frame at 105.6s", "Frame at 105.9s", "Frame at 106.1s", "Frame at 106.4s",
+        "Frame at 106.6s", "Frame at 106.9s", "Frame at 107.1s", "Frame at 107.4s",
+    ]
+    assert messages[1]["content"][1::2] == [image(url) for url in urls]
+    assert "You are given 16 uniformly sampled frames" in messages[0]["content"]
+
+    qa_times = [FIXTURE.time_label(i) for i in FIXTURE.videoqa_frames(leaf)]
+    qa = video_qa_messages(query="Who shouts?", frame_times=qa_times, image_urls=urls)
+    assert [part["text"] for part in qa[1]["content"][1::2]][:3] == [
+        "Video frame at 103.6 seconds:", "Video frame at 103.8 seconds:",
+        "Video frame at 104.1 seconds:",
+    ]
+    assert len(qa[1]["content"]) == 1 + 2 * 16
