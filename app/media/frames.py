@@ -40,6 +40,11 @@ SEEK_OVERHEAD_FRAMES = 24
 # its timeout and long passes spread over the workers.
 MAX_SEGMENT_SPAN = 3000
 KEYFRAME_SAMPLE_S = 30.0
+# Demuxers that seek through a keyframe index, so an accurate seek lands on or before the
+# target. Others (MPEG-TS/PS, raw streams, Ogg...) seek by byte position and may land
+# after it (AVI also, once B-frames blur its timestamps); their frames are decoded from
+# the start, which is slow but exact.
+INDEXED_SEEK_DEMUXERS = frozenset({"mov", "mp4", "matroska", "webm", "nut"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +90,7 @@ class FrameReader:
         self.workers = max(1, workers if workers is not None else min(cores, 4))
         self._timestamps: np.ndarray | None = None
         self._gop: float | None = None
+        self.seekable = bool(INDEXED_SEEK_DEMUXERS & set(probe.container.split(",")))
 
     # --- public API --------------------------------------------------------------------
 
@@ -145,6 +151,8 @@ class FrameReader:
         the cost of a fresh seek (overhead plus, on average, half a keyframe interval)."""
         if not indices:
             return []
+        if not self.seekable:
+            return [_Segment(first=0, seek_s=None, indices=tuple(indices), size=size)]
         new_seek_cost = SEEK_OVERHEAD_FRAMES + self._keyframe_interval() / 2
         groups: list[list[int]] = [[indices[0]]]
         for index in indices[1:]:
@@ -155,10 +163,19 @@ class FrameReader:
                 groups.append([index])
         segments = []
         for group in groups:
-            seek = self._seek_position(group[0])
-            segments.append(_Segment(first=group[0] if seek is not None else 0, seek_s=seek,
+            first = self._first_with_same_time(group[0])
+            seek = self._seek_position(first)
+            segments.append(_Segment(first=first if seek is not None else 0, seek_s=seek,
                                      indices=tuple(group), size=size))
         return segments
+
+    def _first_with_same_time(self, index: int) -> int:
+        """The first frame sharing ``index``'s timestamp: a seek cannot tell such frames
+        apart, so it goes to the first and counts on from there."""
+        stamps = self._frame_timestamps()
+        if stamps is None or index >= len(stamps):
+            return index
+        return min(index, int(np.searchsorted(stamps, stamps[index], side="left")))
 
     def _seek_position(self, index: int) -> float | None:
         """An ``-ss`` value between the previous frame and this one: accurate seek then
@@ -233,7 +250,7 @@ class FrameReader:
         frame_bytes = width * height * 3
         filters = []
         if offsets != [0]:
-            filters.append("select='" + "+".join(f"eq(n,{o})" for o in offsets) + "'")
+            filters.append(f"select='{_select_expr(offsets)}'")
         filters.append(f"scale={width}:{height}:flags=area")
         args = [str(find_ffmpeg()), "-nostdin", "-hide_banner", "-loglevel", "error",
                 "-threads", str(threads),
@@ -280,6 +297,23 @@ class FrameReader:
         start = (got - 1) * frame_bytes
         return np.frombuffer(result.stdout, dtype=np.uint8, count=frame_bytes,
                              offset=start).reshape(height, width, 3)
+
+
+def _select_expr(offsets: Sequence[int]) -> str:
+    """A ``select`` expression true for the given sorted frame counts: consecutive runs
+    become ``between``, joined as a balanced sum (ffmpeg's parser nests a flat chain too
+    deeply once it holds about a hundred terms)."""
+    runs: list[tuple[int, int]] = []
+    for offset in offsets:
+        if runs and offset == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], offset)
+        else:
+            runs.append((offset, offset))
+    terms = [f"eq(n,{a})" if a == b else f"between(n,{a},{b})" for a, b in runs]
+    while len(terms) > 1:
+        terms = [f"({terms[i]}+{terms[i + 1]})" if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 def _tail(stderr: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from app.media.ffmpeg import (
+    MediaError,
     check_local_file,
     explain_open_failure,
     find_ffprobe,
@@ -123,14 +124,18 @@ def probe_video(
 
     avg_rate = _rate(video.get("avg_frame_rate"))
     real_rate = _rate(video.get("r_frame_rate"))
-    num_frames, method = _frame_count(file, video, duration, avg_rate or real_rate, timeout_s)
+    num_frames, method, irregular = _frame_count(file, video, duration, avg_rate or real_rate,
+                                                 timeout_s)
     if num_frames <= 0:
         raise media_error("unknown_duration", "the video has no frames", container=container)
     fps = num_frames / duration
     if avg_rate and abs(avg_rate - fps) / avg_rate < 0.002:
         fps = avg_rate  # keep the exact container rate (e.g. 24.0) when they agree
-    # A VFR stream's average rate differs from its base rate; timestamps must then be read.
-    vfr = bool(real_rate and avg_rate and abs(real_rate - avg_rate) / real_rate > 0.01)
+    # A VFR stream's average rate differs from its base rate (containers disagree on which
+    # they report), or its counted timestamps are irregular; frame times must then be read.
+    vfr = irregular or any(
+        r is not None and abs(r - fps) / r > 0.01 for r in (real_rate, avg_rate)
+    )
 
     audio = tuple(_stream_info(s) for s in streams if s.get("codec_type") == "audio")
     subs = tuple(_stream_info(s) for s in streams if s.get("codec_type") == "subtitle")
@@ -157,7 +162,7 @@ def _ffprobe_json(file: Path, timeout_s: float) -> dict[str, Any]:
         data = json.loads(result.stdout.decode("utf-8", "replace") or "{}")
     except json.JSONDecodeError:
         raise media_error("not_media", "ffprobe returned unreadable output") from None
-    if not isinstance(data, dict) or not data.get("format"):
+    if not isinstance(data, dict) or not (data.get("format") or data.get("streams")):
         raise media_error("not_media", "the file is not a readable video")
     return data
 
@@ -195,33 +200,49 @@ def _duration(video: dict[str, Any], fmt: dict[str, Any]) -> float | None:
 
 
 def _frame_count(file: Path, video: dict[str, Any], duration: float, rate: float | None,
-                 timeout_s: float) -> tuple[int, FrameCountMethod]:
+                 timeout_s: float) -> tuple[int, FrameCountMethod, bool]:
+    """The frame count, how it was found, and whether counted timestamps are irregular."""
     declared = _as_int(video.get("nb_frames"))
     if declared and declared > 0:
-        return declared, "nb_frames"
-    counted = _count_frames(file, int(video.get("index", 0)), timeout_s)
-    if counted:
-        return counted, "counted"
+        return declared, "nb_frames", False
+    stamps = _packet_times(file, int(video.get("index", 0)), timeout_s)
+    if stamps:
+        return len(stamps), "counted", _irregular(stamps)
     if rate:
-        return max(1, round(duration * rate)), "estimated"
+        return max(1, round(duration * rate)), "estimated", False
     raise media_error("unknown_duration", "the video's frame rate and frame count are unknown")
 
 
-def _count_frames(file: Path, stream_index: int, timeout_s: float) -> int | None:
-    """Count packets (no decoding) for containers that do not store a frame count."""
+def _packet_times(file: Path, stream_index: int, timeout_s: float) -> list[float]:
+    """Presentation times of every packet (read, not decoded), for containers that do not
+    store a frame count; their spacing also reveals a variable frame rate."""
     args = [str(find_ffprobe()), "-v", "error", "-hide_banner", *input_args(file),
-            "-select_streams", str(stream_index), "-count_packets",
-            "-show_entries", "stream=nb_read_packets", "-of", "json"]
-    result = run_tool(args, timeout_s=timeout_s, max_stdout=PROBE_OUTPUT_LIMIT,
-                      what="counting the video's frames")
-    if result.returncode != 0:
-        return None
+            "-select_streams", str(stream_index), "-show_entries", "packet=pts_time",
+            "-of", "csv=p=0"]
     try:
-        streams = json.loads(result.stdout.decode("utf-8", "replace")).get("streams") or []
-    except json.JSONDecodeError:
-        return None
-    count = _as_int(streams[0].get("nb_read_packets")) if streams else None
-    return count if count and count > 0 else None
+        result = run_tool(args, timeout_s=timeout_s, max_stdout=64 * 1024 * 1024,
+                          what="counting the video's frames")
+    except MediaError as exc:
+        if exc.code == "media_timeout":
+            return []  # fall back to an estimate rather than refuse a long file
+        raise
+    if result.returncode != 0:
+        return []
+    return [value for token in result.stdout.decode("ascii", "replace").split()
+            if (value := _as_float(token.strip(","))) is not None and math.isfinite(value)]
+
+
+def _irregular(stamps: list[float]) -> bool:
+    """True when frame durations vary by more than a quarter of a typical one."""
+    if len(stamps) < 3:
+        return False
+    ordered = sorted(stamps)
+    gaps = sorted(b - a for a, b in zip(ordered, ordered[1:], strict=False))
+    typical = gaps[len(gaps) // 2]
+    if typical <= 0:
+        return True
+    low, high = gaps[len(gaps) // 100], gaps[-1 - len(gaps) // 100]
+    return high - low > 0.25 * typical
 
 
 def _stream_info(stream: dict[str, Any]) -> StreamInfo:
