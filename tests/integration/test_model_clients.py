@@ -113,14 +113,14 @@ async def test_client_errors_are_not_retried(scripted_server: ScriptedServer) ->
 
 
 async def test_timeouts_are_retried_then_reported(scripted_server: ScriptedServer) -> None:
-    scripted_server.enqueue(Reply.slow("late", 1.0), "in time")
-    async with _client(scripted_server, timeout_s=0.2, retries=1) as client:
+    scripted_server.enqueue(Reply.slow("late", 1.5), "in time")
+    async with _client(scripted_server, timeout_s=0.5, retries=1) as client:
         assert (await client.chat(USER))[0] == "in time"
-        scripted_server.set_handler(lambda body: Reply.slow("late", 1.0))
+        scripted_server.set_handler(lambda body: Reply.slow("late", 1.5))
         with pytest.raises(ModelError) as caught:
             await client.chat(USER)
     assert caught.value.code == "model_timeout"
-    assert "0.2s" in caught.value.message and "VIDNAV_MODEL_TIMEOUT_S" in caught.value.message
+    assert "0.5s" in caught.value.message and "VIDNAV_MODEL_TIMEOUT_S" in caught.value.message
     assert scripted_server.calls() == 4
 
 

@@ -65,13 +65,24 @@ class Rig:
                               policy=self.policy, captions=self.captions,
                               video_qa=self.video_qa, budgets=budgets)
 
+    async def shorten_timeout(self, role: str, timeout_s: float, retries: int = 2) -> None:
+        """Give one role a client with a short timeout (the others keep a generous one, so
+        a busy machine does not time them out)."""
+        holders = {"policy": self.policy, "captioner": self.captions.captioner,
+                   "video_qa": self.video_qa.frame_qa}
+        holder = holders[role]
+        old = holder.client  # type: ignore[attr-defined]
+        new = _client(self.server, role, old.model, timeout_s=timeout_s, retries=retries)
+        holder.client = new  # type: ignore[attr-defined]
+        self.clients.append(new)
+
     def policy_requests(self) -> list[list[dict]]:
         return [r.messages for r in self.server.chat_requests(POLICY_MODEL)]
 
 
 def _client(server: ScriptedServer, role: str, model: str, **options: object) -> OpenAIChatClient:
     settings: dict[str, object] = {"role": role, "base_url": server.base_url, "model": model,
-                                   "retries": 2, "backoff_s": 0.01, "timeout_s": 1.0}
+                                   "retries": 2, "backoff_s": 0.01, "timeout_s": 10.0}
     settings.update(options)
     return OpenAIChatClient(**settings)  # type: ignore[arg-type]
 
@@ -262,7 +273,8 @@ async def test_video_qa_budget_exhausted_forces_an_answer(rig: Rig) -> None:
 async def test_policy_5xx_and_caption_timeout_are_retried(rig: Rig) -> None:
     rig.server.fail_next(2, 500, model=POLICY_MODEL)
     rig.server.enqueue(MEDIUM, ANSWER, model=POLICY_MODEL)
-    rig.server.enqueue(Reply.slow("<caption>too late</caption>", 1.5), model=CAPTION_MODEL)
+    rig.server.enqueue(Reply.slow("<caption>too late</caption>", 2.0), model=CAPTION_MODEL)
+    await rig.shorten_timeout("captioner", 1.0)
     trace = await rig.run()
     assert (trace.outcome, trace.answer) == ("answered", "A")
     assert trace.summary.roles["policy"].calls == 2
@@ -289,7 +301,7 @@ async def test_video_qa_model_that_always_fails(rig: Rig) -> None:
 
 async def test_policy_timeouts_exhausted(rig: Rig) -> None:
     rig.server.set_handler(lambda body: Reply.slow(ANSWER, 1.5), model=POLICY_MODEL)
-    rig.clients[0].retries = 1
+    await rig.shorten_timeout("policy", 0.5, retries=1)
     with pytest.raises(ModelError) as caught:
         await rig.run()
     assert caught.value.code == "model_timeout"
