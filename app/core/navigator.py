@@ -3,7 +3,9 @@
 The policy reads the high-level captions, then each round either answers or calls
 ``get_caption`` / ``video_qa``; the loop serves the call, feeds the observation back and
 records everything in a ``Trace``. A bad reply never crashes the loop and every policy call
-counts as a round, so a question costs at most ``max_rounds`` policy calls.
+counts as a round, so a question costs at most ``max_rounds`` policy calls. A tool call in
+the last round is recorded but not served (no round is left to read its result), and a
+caption the conversation already holds is served again without calling the port.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The LongVideo-R1 reward (spec section 7): answer match, localization F1, repeat penalty.
 
 ``score = 1.0 * answer + 1.0 * F1 - 0.2 * repeat``. Visited ranges are the time ranges of
-the nodes the policy asked ``get_caption`` for; clue intervals closer than 5 s are merged.
+the nodes the policy asked ``get_caption`` for (the exact frame ranges of the tree, which
+differ from the reference's ``duration / width**k`` slices by under a frame per boundary);
+clue intervals closer than 5 s are merged.
 Overlap is measured between the union of visited ranges and the merged clues, so a range
 visited twice is not counted twice (the repeat penalty charges for that) and coverage
 never exceeds 1.
