@@ -79,6 +79,10 @@ class RetrievalPolicy:
             self._embedder = get_embedder()
         return self._embedder
 
+    def warm(self) -> None:
+        """Load the embedding model now rather than in the first round."""
+        self.embedder.embed(["warm up"])
+
     async def reply(self, messages: list[Message], state: NavigationState) -> PolicyReply:
         started = time.perf_counter()
         text = await asyncio.to_thread(self.decide, state)

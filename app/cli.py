@@ -1,0 +1,450 @@
+"""The ``vidnav`` command: ask a question about a local video, serve the API, run workers,
+migrate the database, create tenants.
+
+Every command goes through the same services as the API: ``ask`` registers the file for
+a local tenant, ingests and captions it on the runtime's task queue, creates a job and
+waits for it, exactly as an API client would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from app.errors import InvalidInput, NotFound, VidnavError
+from app.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from app.services.runtime import Runtime
+
+LOCAL_TENANT = "local"
+POLL_S = 0.2
+SNIPPET = 90
+
+app = typer.Typer(name="vidnav", help="Answer questions about long videos (LongVideo-R1).",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+tenants_app = typer.Typer(help="Tenants and their API keys.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(tenants_app, name="tenants")
+
+err = Console(stderr=True)
+out = Console()
+
+
+def load_settings() -> Settings:
+    """The environment's settings; with the CPU captioner and no explicit caption mode,
+    caption the whole tree at ingest: CPU captions are cheap, and a question then only
+    reads stored captions."""
+    settings = get_settings()
+    if "caption_mode" not in settings.model_fields_set and "captioner" in settings.cpu_roles:
+        settings = settings.model_copy(update={"caption_mode": "eager"})
+    return settings
+
+
+def fail(exc: VidnavError) -> NoReturn:
+    err.print(f"[bold red]error[/] [{exc.code}] {exc.message}", highlight=False)
+    raise typer.Exit(2 if exc.kind in ("invalid", "not_found", "too_large", "unsupported") else 1)
+
+
+@contextmanager
+def runtime_for(settings: Settings) -> Iterator[Runtime]:
+    """A migrated database (the embedded default migrates itself) and a runtime."""
+    from app.db.migrate import upgrade
+    from app.services.runtime import build_runtime
+
+    if settings.embedded:
+        upgrade(settings)
+    runtime = build_runtime(settings)
+    try:
+        yield runtime
+    finally:
+        runtime.close()
+
+
+# --- ask -------------------------------------------------------------------------------
+
+
+@dataclass
+class AskResult:
+    """What ``vidnav ask`` reports: the job's outcome, its rounds and where time went."""
+
+    video_id: str
+    job_id: str
+    status: str
+    answer: str | None
+    rounds: int
+    trace: list[dict[str, Any]]
+    timings: dict[str, float]
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "answer": self.answer, "status": self.status, "rounds": self.rounds,
+            "trace": self.trace, "timings": self.timings, "summary": self.summary,
+            "video_id": self.video_id, "job_id": self.job_id, "error": self.error,
+        }
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def local_tenant_id(runtime: Runtime) -> uuid.UUID:
+    """The tenant ``ask`` works for, created on first use."""
+    from app.db.session import session_scope
+    from app.services.tenants import create_tenant, get_tenant_by_name
+
+    with session_scope(runtime.session_factory) as session:
+        try:
+            return get_tenant_by_name(session, LOCAL_TENANT).id
+        except NotFound:
+            tenant, _key = create_tenant(session, LOCAL_TENANT)
+            return tenant.id
+
+
+def register_local_video(runtime: Runtime, tenant_id: uuid.UUID, path: Path) -> uuid.UUID:
+    """Register a local file as the tenant's video (the same bytes again: the same video).
+
+    The file is hard-linked into the data directory when it can be (no copy of a large
+    file), copied otherwise; the services then own that entry like any upload.
+    """
+    from app.db.session import session_scope
+    from app.services.videos import ReceivedUpload, register_upload
+
+    if not path.is_file():
+        raise InvalidInput(f"{path} is not a readable file", code="video_not_found")
+    settings = runtime.settings
+    uploads = settings.data_dir / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    staged = uploads / f"{uuid.uuid4().hex}{path.suffix.lower()}"
+    try:
+        os.link(path, staged)
+    except OSError:
+        shutil.copyfile(path, staged)
+    upload = ReceivedUpload(path=staged, size=staged.stat().st_size, sha256=file_sha256(staged),
+                            filename=path.name)
+    undo: list[Callable[[], None]] = []
+    try:
+        with session_scope(runtime.session_factory) as session:
+            video, _created = register_upload(
+                session, tenant_id, upload, settings=settings, tree_config=runtime.tree_config,
+                caption_mode=settings.caption_mode, on_rollback=undo.append,
+            )
+            return video.id
+    except BaseException:
+        for step in undo:
+            step()
+        raise
+    finally:
+        upload.discard()
+
+
+def _video_state(runtime: Runtime, video_id: uuid.UUID) -> tuple[str, int, int, str | None]:
+    from app.db.models import Video
+    from app.db.session import session_scope
+
+    with session_scope(runtime.session_factory) as session:
+        video = session.get(Video, video_id)
+        if video is None:
+            raise NotFound("the video was deleted while it was being prepared",
+                           code="video_not_found")
+        return video.status, video.captions_done, video.captions_total, video.error
+
+
+def warm_up(runtime: Runtime) -> None:
+    """Load the policy's model in the background while the video is prepared."""
+    warm = getattr(runtime.policy, "warm", None)
+    if callable(warm):
+        threading.Thread(target=warm, name="vidnav-warm-up", daemon=True).start()
+
+
+def prepare_video(runtime: Runtime, video_id: uuid.UUID, *, show: bool) -> dict[str, float]:
+    """Ingest and caption the video ahead (its caption mode decides how much), showing
+    progress; returns the seconds spent in each phase."""
+    status, _done, _total, _error = _video_state(runtime, video_id)
+    if status != "ready":
+        # Idempotent: a video left half-done by an interrupted run picks up where it was.
+        runtime.queue.enqueue_ingest(video_id)
+    started = time.perf_counter()
+    ingest_s: float | None = None
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                  console=err, disable=not show, transient=False) as progress:
+        task = progress.add_task("probing and transcribing", total=None)
+        while True:
+            status, done, total, error = _video_state(runtime, video_id)
+            if status == "failed":
+                raise VidnavError(f"the video could not be prepared: {error}",
+                                  code="video_failed", kind="invalid")
+            if status in ("captioning", "ready") and ingest_s is None:
+                ingest_s = time.perf_counter() - started
+                progress.update(task, description="captioning", total=max(total, 1))
+            if status in ("captioning", "ready"):
+                progress.update(task, completed=done if total else 1)
+            if status == "ready":
+                break
+            time.sleep(POLL_S)
+    total_s = time.perf_counter() - started
+    ingest_s = total_s if ingest_s is None else ingest_s
+    return {"ingest_s": round(ingest_s, 3), "captioning_s": round(total_s - ingest_s, 3)}
+
+
+def run_question(runtime: Runtime, tenant_id: uuid.UUID, video_id: uuid.UUID, question: str,
+                 options: list[str], max_rounds: int | None, *, show: bool
+                 ) -> tuple[uuid.UUID, float]:
+    """Create the job, hand it to the queue and wait until it finishes."""
+    from app.db.models import Job
+    from app.db.session import session_scope
+    from app.services.jobs import QuestionInput, create_job
+    from app.services.navigation import FINISHED
+
+    with session_scope(runtime.session_factory) as session:
+        job, _created = create_job(
+            session, tenant_id, video_id,
+            QuestionInput(question=question, options=tuple(options) or None,
+                          max_rounds=max_rounds),
+            runtime.settings,
+        )
+        job_id = job.id
+    started = time.perf_counter()
+    runtime.queue.enqueue_navigate(job_id)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=err, disable=not show) as progress:
+        task = progress.add_task("navigating", total=None)
+        while True:
+            with session_scope(runtime.session_factory) as session:
+                row = session.get(Job, job_id)
+                status, rounds = (row.status, row.progress_round) if row else ("failed", 0)
+            progress.update(task, description=f"navigating: round {rounds}")
+            if status in FINISHED:
+                break
+            time.sleep(POLL_S)
+    return job_id, time.perf_counter() - started
+
+
+def collect_result(runtime: Runtime, video_id: uuid.UUID, job_id: uuid.UUID,
+                   timings: dict[str, float]) -> AskResult:
+    """The finished job and its trace steps, as ``ask`` reports them."""
+    from app.db.models import Job
+    from app.db.session import session_scope
+    from app.services.jobs import trace_steps
+
+    with session_scope(runtime.session_factory) as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            raise NotFound("the job disappeared", code="job_not_found")
+        steps = [
+            {
+                "round": step.round_index, "kind": step.kind,
+                "node": list(step.payload.get("node") or []) or None,
+                "start": step.start_s, "end": step.end_s,
+                "query": step.payload.get("query"),
+                "think": step.payload.get("think"),
+                "observation": step.payload.get("observation"),
+            }
+            for step in trace_steps(session, job_id)
+        ]
+        summary = dict((job.summary or {}).get("summary") or {})
+        return AskResult(
+            video_id=str(video_id), job_id=str(job_id), status=job.status, answer=job.answer,
+            rounds=len(steps), trace=steps, timings=timings, summary=summary,
+            error=job.error,
+        )
+
+
+_OBSERVATION_PREFIX = re.compile(
+    r"^(?:(?:Medium|Low)-level Caption from tool get_caption\(\([\d,]+\)\)\. "
+    r"From [\d.]+ to [\d.]+:)?(?:This clip runs from [\d.]+s to [\d.]+s\. )?"
+)
+
+
+def _snippet(text: str | None) -> str:
+    text = " ".join((text or "").split())
+    text = _OBSERVATION_PREFIX.sub("", text.removeprefix("<information>")
+                                   .removesuffix("</information>"))
+    return text if len(text) <= SNIPPET else text[: SNIPPET - 1] + "…"
+
+
+def render(result: AskResult, question: str, options: list[str]) -> None:
+    """The answer, the rounds and where the navigator looked, for a terminal."""
+    table = Table(title="Where it looked", show_lines=False, expand=False)
+    for name in ("#", "step", "node", "span (s)", "observation"):
+        table.add_column(name, overflow="fold")
+    for step in result.trace:
+        node = ", ".join(str(p) for p in step["node"]) if step["node"] else ""
+        span = (f"{step['start']:.1f}–{step['end']:.1f}"
+                if step["start"] is not None and step["end"] is not None else "")
+        table.add_row(str(step["round"] + 1), step["kind"], f"({node})" if node else "", span,
+                      _snippet(step["observation"]))
+    out.print(table)
+    body = result.answer if result.answer is not None else (
+        f"no answer ({result.status}{': ' + result.error if result.error else ''})")
+    for text in options:
+        if result.answer and text.startswith(f"{result.answer.strip()}. "):
+            body = text
+    out.print(Panel(body, title=f"[bold]{question}", expand=False), highlight=False)
+    share = result.summary.get("visited_share")
+    looked = f"; looked at {share:.0%} of the video" if isinstance(share, int | float) else ""
+    timing = ", ".join(f"{k.removesuffix('_s')} {v:.1f}s" for k, v in result.timings.items())
+    out.print(f"{result.rounds} rounds{looked}; {timing}", highlight=False)
+
+
+@app.command()
+def ask(
+    video: Annotated[Path, typer.Argument(help="A local video file.")],
+    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", "-o", help="A multiple-choice option (repeat for each).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    max_rounds: Annotated[int | None, typer.Option(min=1, max=200,
+                                                   help="Round budget.")] = None,
+) -> None:
+    """Answer QUESTION about VIDEO and show where in the video the answer came from."""
+    settings = load_settings()
+    started = time.perf_counter()
+    try:
+        with runtime_for(settings) as runtime:
+            tenant_id = local_tenant_id(runtime)
+            video_id = register_local_video(runtime, tenant_id, video)
+            warm_up(runtime)
+            timings = prepare_video(runtime, video_id, show=not as_json)
+            job_id, seconds = run_question(runtime, tenant_id, video_id, question,
+                                           list(option or []), max_rounds, show=not as_json)
+            timings["question_s"] = round(seconds, 3)
+            timings["total_s"] = round(time.perf_counter() - started, 3)
+            result = collect_result(runtime, video_id, job_id, timings)
+    except VidnavError as exc:
+        fail(exc)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
+    else:
+        from app.core.protocol import normalize_options
+
+        render(result, question, list(normalize_options(option or [])))
+    if result.answer is None:
+        raise typer.Exit(3)
+
+
+# --- serve, worker, db, tenants ----------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the REST API; on the embedded default its tasks run in this process."""
+    import uvicorn
+
+    from app.api.app import create_app
+
+    settings = load_settings()
+    try:
+        with runtime_for(settings) as runtime:
+            if settings.embedded:
+                err.print(f"embedded default: SQLite under {settings.data_dir}, tasks in "
+                          "process", highlight=False)
+            uvicorn.run(create_app(runtime), host=host, port=port, log_level=log_level)
+    except VidnavError as exc:
+        fail(exc)
+
+
+@app.command()
+def worker(
+    queue: Annotated[list[str] | None, typer.Option(
+        "--queue", "-Q", help="Queue to consume: ingest, caption or navigate (repeat).")] = None,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1,
+                                             help="Worker processes.")] = 2,
+    log_level: Annotated[str, typer.Option(help="Celery log level.")] = "info",
+) -> None:
+    """Run a Celery worker of the full stack (needs VIDNAV_REDIS_URL)."""
+    settings = get_settings()
+    if not settings.redis_url:
+        fail(InvalidInput("a worker needs the full stack: set VIDNAV_REDIS_URL (and "
+                          "VIDNAV_DATABASE_URL); the embedded default runs tasks inside "
+                          "`vidnav serve`", code="worker_needs_redis"))
+    from workers.celery_app import QUEUES, celery_app
+
+    queues = queue or list(QUEUES)
+    unknown = [q for q in queues if q not in QUEUES]
+    if unknown:
+        fail(InvalidInput(f"unknown queue(s) {', '.join(unknown)}; choose from "
+                          f"{', '.join(QUEUES)}", code="unknown_queue"))
+    celery_app.worker_main(["worker", "-Q", ",".join(queues), "-c", str(concurrency),
+                            "--loglevel", log_level])
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="Target revision.")] = "head",
+) -> None:
+    """Apply the Alembic migrations to the configured database."""
+    from app.db.migrate import current, upgrade
+
+    settings = get_settings()
+    upgrade(settings, revision)
+    out.print(f"database at revision {current(settings)} ({_where(settings)})",
+              highlight=False)
+
+
+def _where(settings: Settings) -> str:
+    if settings.database_url is None:
+        return f"SQLite {settings.data_dir / 'vidnav.db'}"
+    return settings.sqlalchemy_url.split("@")[-1]  # no credentials on screen
+
+
+@tenants_app.command("create")
+def tenants_create(
+    name: Annotated[str, typer.Argument(help="Tenant name (unique).")],
+    rate_limit: Annotated[int | None, typer.Option(min=1, help="Requests per minute.")] = None,
+    quota_bytes: Annotated[int | None, typer.Option(min=1, help="Upload quota.")] = None,
+) -> None:
+    """Create a tenant and print its first API key (shown once, stored hashed)."""
+    from app.db.session import session_scope
+    from app.services.tenants import create_tenant
+
+    settings = get_settings()
+    try:
+        with runtime_for(settings) as runtime, session_scope(runtime.session_factory) as s:
+            tenant, key = create_tenant(s, name, rate_limit_per_minute=rate_limit,
+                                        upload_quota_bytes=quota_bytes)
+            tenant_id = tenant.id
+    except VidnavError as exc:
+        fail(exc)
+    err.print(f"tenant {name!r} created ({tenant_id}); its API key (shown once):",
+              highlight=False)
+    sys.stdout.write(key + "\n")
+
+
+def main() -> None:
+    """Entry point of the ``vidnav`` script."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
