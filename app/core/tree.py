@@ -12,6 +12,7 @@ frame before it (the nearest frame of the nearest non-empty ancestor).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -53,19 +54,21 @@ class TreeConfig:
     low_caption_words: int = 200
 
     def __post_init__(self) -> None:
-        seg = self.segment_len_s
-        if isinstance(seg, bool) or not isinstance(seg, int | float) or not (
-            math.isfinite(seg) and seg > 0
-        ):
+        segment_len = _positive_real(self.segment_len_s)
+        if segment_len is None:
             raise InvalidGeometry(
                 f"segment_len_s must be a positive number, got {self.segment_len_s!r}"
             )
+        # Plain Python numbers, so a config built from numpy values serialises cleanly.
+        object.__setattr__(self, "segment_len_s", segment_len)
         for name in ("min_width", "max_width", "high_frames", "medium_frames", "low_frames",
                      "videoqa_frames", "videoqa_max_side", "high_caption_words",
                      "low_caption_words"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            integer = _integer(value)
+            if integer is None or integer < 1:
                 raise InvalidGeometry(f"{name} must be a positive integer, got {value!r}")
+            object.__setattr__(self, name, integer)
         if self.min_width > self.max_width:
             raise InvalidGeometry(
                 f"min_width ({self.min_width}) must not exceed max_width ({self.max_width})"
@@ -80,6 +83,20 @@ class TreeConfig:
     def caption_words(self, level: int) -> int:
         """The word limit written into the caption prompt of this level."""
         return self.low_caption_words if _check_level(level) == LOW else self.high_caption_words
+
+
+def _integer(value: object) -> int | None:
+    """``value`` as an int if it is an integer (numpy's included, bool excluded), else None."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        return None
+    return int(value)
+
+
+def _positive_real(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and number > 0 else None
 
 
 def _check_level(level: int) -> int:
@@ -129,16 +146,16 @@ class VideoGeometry:
     __slots__ = ("num_frames", "fps", "config", "duration", "width")
 
     def __init__(self, num_frames: int, fps: float, config: TreeConfig | None = None) -> None:
-        if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+        frames = _integer(num_frames)
+        if frames is None or frames < 1:
             raise InvalidGeometry(f"num_frames must be a positive integer, got {num_frames!r}")
-        if isinstance(fps, bool) or not isinstance(fps, int | float) or not (
-            math.isfinite(fps) and fps > 0
-        ):
+        rate = _positive_real(fps)
+        if rate is None:
             raise InvalidGeometry(f"fps must be a positive finite number, got {fps!r}")
-        self.num_frames = num_frames
-        self.fps = float(fps)
+        self.num_frames = frames
+        self.fps = rate
         self.config = config if config is not None else TreeConfig()
-        self.duration = num_frames / self.fps
+        self.duration = frames / rate
         self.width = width_for_duration(self.duration, self.config)
 
     def __repr__(self) -> str:
@@ -153,12 +170,15 @@ class VideoGeometry:
         """``node`` as a tuple if it names a node of this tree; else raise ``InvalidNode``."""
         if not isinstance(node, tuple | list) or not 1 <= len(node) <= 3:
             raise InvalidNode(f"a node id has 1 to 3 parts, got {node!r}")
-        for part in node:
-            if isinstance(part, bool) or not isinstance(part, int):
+        parts = [_integer(part) for part in node]
+        ids: list[int] = []
+        for part in parts:
+            if part is None:
                 raise InvalidNode(f"node ids are integers, got {node!r}")
             if not 1 <= part <= self.width:
                 raise InvalidNode(f"node ids run from 1 to {self.width}, got {node!r}")
-        return tuple(node)
+            ids.append(part)
+        return tuple(ids)
 
     def nodes(self, level: int) -> list[NodeId]:
         """Every node of a level, in time order."""
@@ -208,7 +228,7 @@ class VideoGeometry:
         """
         node = self.validate(node)
         count = self.frames_for_level(len(node)) if n is None else n
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        if _integer(count) is None or count < 1:
             raise InvalidGeometry(f"the number of sampled frames must be >= 1, got {count!r}")
         start, stop = self.frame_range(node)
         if stop <= start:

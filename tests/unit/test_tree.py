@@ -251,6 +251,16 @@ def test_bad_tree_config_raises_a_typed_error(kwargs: dict[str, object]) -> None
         TreeConfig(**kwargs)  # type: ignore[arg-type]
 
 
+def test_numpy_numbers_are_accepted_as_plain_ones() -> None:
+    geometry = VideoGeometry(np.int64(18000), np.float64(30.0))  # type: ignore[arg-type]
+    assert geometry.num_frames == 18000 and type(geometry.num_frames) is int
+    assert geometry.fps == 30.0 and type(geometry.fps) is float
+    node = geometry.validate((np.int64(1), np.int32(2)))  # type: ignore[arg-type]
+    assert node == (1, 2) and all(type(part) is int for part in node)
+    config = TreeConfig(min_width=np.int64(3), segment_len_s=np.float32(8))  # type: ignore[arg-type]
+    assert type(config.min_width) is int and type(config.segment_len_s) is float
+
+
 def test_bad_sample_count_raises_a_typed_error() -> None:
     with pytest.raises(InvalidGeometry):
         VideoGeometry(100, 25.0).sample_frames((1,), 0)
