@@ -277,7 +277,7 @@ def test_reply_regex_lengths_are_bounded(width: int) -> None:
 
 
 @pytest.mark.parametrize("width", [1, 4, 8, 11])
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(data=st.data())
 def test_every_reply_the_grammar_admits_is_a_valid_reply(width: int, data: st.DataObject) -> None:
     reply = data.draw(st.from_regex(reply_regex(width), fullmatch=True))

@@ -108,7 +108,7 @@ intervals = st.lists(
 
 
 @given(visited=intervals, clues=intervals)
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_localization_figures_stay_between_zero_and_one(
     visited: list[tuple[float, float]], clues: list[tuple[float, float]]
 ) -> None:

@@ -109,7 +109,7 @@ def test_frame_ranges_equal_nested_numpy_array_split(geometry: VideoGeometry) ->
 
 
 @given(videos(), st.data())
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 def test_sampled_frames_follow_linspace_inside_the_node(
     geometry: VideoGeometry, data: st.DataObject
 ) -> None:
