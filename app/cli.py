@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 LOCAL_TENANT = "local"
 POLL_S = 0.2
 SNIPPET = 90
+USER_ERRORS = ("invalid", "not_found", "conflict", "too_large", "unsupported")  # exit code 2
 
 app = typer.Typer(name="vidnav", help="Answer questions about long videos (LongVideo-R1).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -62,7 +63,7 @@ def load_settings() -> Settings:
 
 def fail(exc: VidnavError) -> NoReturn:
     err.print(f"[bold red]error[/] [{exc.code}] {exc.message}", highlight=False)
-    raise typer.Exit(2 if exc.kind in ("invalid", "not_found", "too_large", "unsupported") else 1)
+    raise typer.Exit(2 if exc.kind in USER_ERRORS else 1)
 
 
 @contextmanager
@@ -324,9 +325,13 @@ def ask(
                                                    help="Round budget.")] = None,
 ) -> None:
     """Answer QUESTION about VIDEO and show where in the video the answer came from."""
+    from app.core.protocol import normalize_options, question_text
+
     settings = load_settings()
     started = time.perf_counter()
     try:
+        # Checked before any work: a typo should not cost an ingest.
+        question_text(question, normalize_options(option or []))
         with runtime_for(settings) as runtime:
             tenant_id = local_tenant_id(runtime)
             video_id = register_local_video(runtime, tenant_id, video)
@@ -342,8 +347,6 @@ def ask(
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
     else:
-        from app.core.protocol import normalize_options
-
         render(result, question, list(normalize_options(option or [])))
     if result.answer is None:
         raise typer.Exit(3)
