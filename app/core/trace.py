@@ -44,6 +44,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
 from app.core.ports import ModelUsage
+from app.errors import InvalidInput
 
 RoundKind = Literal["answer", "get_caption", "video_qa", "invalid"]
 Outcome = Literal["answered", "no_answer", "cancelled", "failed"]
@@ -334,6 +335,14 @@ class Trace:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Trace:
+        """Read back ``to_dict()`` output; raises ``InvalidInput`` for anything else."""
+        try:
+            return cls._from_dict(data)
+        except (TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise InvalidInput(f"not a navigation trace: {exc}", code="invalid_trace") from None
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> Trace:
         values = _pick(cls, data)
         values["options"] = list(values.get("options", []))
         values["budgets"] = dict(values.get("budgets", {}))

@@ -15,6 +15,7 @@ from app.core.ports import NodeId
 from app.core.protocol import InvalidQuestion, reply_regex
 from app.core.trace import Trace, TraceRound
 from app.core.tree import VideoGeometry
+from app.errors import InvalidInput
 from tests.unit.fakes import (
     FakeCaptions,
     FakeVideoQA,
@@ -411,6 +412,18 @@ async def test_trace_round_trips_through_json() -> None:
     }
     assert data["high_captions"][1]["cached"] is True
     assert data["high_captions"][0]["usage"]["prompt_tokens"] == 1000
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{}, {"question": "q"}, [], {"question": "q", "options": [], "num_frames": 1, "fps": 1.0,
+                                 "width": 4, "duration": 1.0, "max_rounds": 1,
+                                 "rounds": [{"index": 0}]}],
+)
+def test_reading_something_else_as_a_trace_is_a_typed_error(data: Any) -> None:
+    with pytest.raises(InvalidInput) as info:
+        Trace.from_dict(data)
+    assert info.value.code == "invalid_trace"
 
 
 async def test_bad_questions_and_budgets_fail_before_any_model_call() -> None:
