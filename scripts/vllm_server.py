@@ -12,6 +12,7 @@ Shell use:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -69,7 +70,9 @@ class VLLMServer:
     kv_cache_gib: int = 1
     # float32 runs on any x86 CPU; bfloat16 is faster only with AVX512-BF16/AMX.
     dtype: str = "float32"
-    threads: int = 2
+    # One thread: on a box shared with other work, OpenMP spin-waits of a second thread
+    # slowed decoding several-fold in measurements here.
+    threads: int = 1
     log_path: Path | None = None
     extra_args: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
@@ -192,10 +195,8 @@ class VLLMServer:
         if self.process is None:
             return
         stop_process_group(self.process.pid, grace)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
         self.process = None
 
     def __enter__(self) -> VLLMServer:
@@ -216,7 +217,8 @@ class VLLMServer:
         self.stop()
 
 
-def _group_alive(pgid: int) -> bool:
+def process_group_alive(pgid: int) -> bool:
+    """True while any process of the group `pgid` exists."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -234,12 +236,10 @@ def stop_process_group(pgid: int, grace: float = 30.0) -> None:
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        try:
-            # Reap our own child if it is the group leader, so it does not linger as a zombie.
+        # Reap our own child if it is the group leader, so it does not linger as a zombie.
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pgid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        if not _group_alive(pgid):
+        if not process_group_alive(pgid):
             return
         time.sleep(0.5)
     try:
@@ -251,7 +251,7 @@ def stop_process_group(pgid: int, grace: float = 30.0) -> None:
 def _cmd_start(args: argparse.Namespace) -> int:
     if STATE_FILE.exists():
         state = json.loads(STATE_FILE.read_text())
-        if _group_alive(int(state["pid"])):
+        if process_group_alive(int(state["pid"])):
             print(json.dumps(state))
             return 0
     server = _server_from_args(args)
@@ -312,6 +312,7 @@ def _server_from_args(args: argparse.Namespace) -> VLLMServer:
         max_model_len=args.max_model_len,
         dtype=args.dtype,
         kv_cache_gib=args.kv_cache_gib,
+        threads=args.threads,
     )
 
 
@@ -325,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--max-model-len", type=int, default=4096)
         p.add_argument("--dtype", default="float32")
         p.add_argument("--kv-cache-gib", type=int, default=1)
+        p.add_argument("--threads", type=int, default=1)
         p.add_argument("--timeout", type=float, default=600.0)
     stop = sub.add_parser("stop")
     stop.add_argument("--grace", type=float, default=30.0)
