@@ -14,9 +14,12 @@ from __future__ import annotations
 import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from app.core.trace import Trace
 from app.errors import InvalidInput
+
+if TYPE_CHECKING:  # trace.py uses the interval helpers below at runtime
+    from app.core.trace import Trace
 
 Interval = tuple[float, float]
 

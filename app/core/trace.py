@@ -44,6 +44,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
 from app.core.ports import ModelUsage
+from app.core.scoring import merge_intervals, total_length
 from app.errors import InvalidInput
 
 RoundKind = Literal["answer", "get_caption", "video_qa", "invalid"]
@@ -244,22 +245,6 @@ class TraceSummary:
         return cls(**values)
 
 
-def union_length(intervals: list[tuple[float, float]]) -> float:
-    """Total length covered by a set of intervals (overlaps counted once)."""
-    total = 0.0
-    current: tuple[float, float] | None = None
-    for start, end in sorted(iv for iv in intervals if iv[1] > iv[0]):
-        if current is not None and start <= current[1]:
-            current = (current[0], max(current[1], end))
-            continue
-        if current is not None:
-            total += current[1] - current[0]
-        current = (start, end)
-    if current is not None:
-        total += current[1] - current[0]
-    return total
-
-
 @dataclass(slots=True)
 class Trace:
     """The full record of one navigation (see the module docstring for each field)."""
@@ -310,7 +295,8 @@ class Trace:
             if rnd.served and rnd.start is not None and rnd.end is not None:
                 visited.append((rnd.start, rnd.end))
         if self.duration > 0:
-            summary.visited_share = min(1.0, union_length(visited) / self.duration)
+            covered = total_length(merge_intervals(visited, gap=0.0))
+            summary.visited_share = min(1.0, covered / self.duration)
         self.summary = summary
         return summary
 
