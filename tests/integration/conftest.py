@@ -1,14 +1,16 @@
 """Integration fixtures: a real Postgres database migrated with Alembic, and real Redis (db 15).
 
-Concurrent test sessions on this machine share the database, so each session holds a
-Postgres advisory lock for its whole run; tables are truncated and Redis flushed per test
-(the code under test commits through its own sessions, so a rolled-back outer transaction
-would not isolate anything).
+Concurrent test sessions on one machine would share the database and Redis db, so each
+session holds a Postgres advisory lock (per database + Redis URL pair) for its whole run;
+point ``VIDNAV_TEST_DATABASE_URL`` / ``VIDNAV_TEST_REDIS_URL`` elsewhere to run in parallel.
+Tables are truncated and Redis flushed per test (the code under test commits through its
+own sessions, so a rolled-back outer transaction would not isolate anything).
 """
 
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +29,8 @@ TEST_DATABASE_URL = os.environ.get(
     "VIDNAV_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/vidnav_test"
 )
 TEST_REDIS_URL = os.environ.get("VIDNAV_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-_LOCK_ID = 0x76696476  # arbitrary: "vidv"
+# One lock per (database, Redis db) pair: runs pointed at other ones do not wait for us.
+_LOCK_ID = zlib.crc32(f"{TEST_DATABASE_URL} {TEST_REDIS_URL}".encode())
 
 
 def _admin_url(url: str) -> tuple[str, str]:
