@@ -9,10 +9,17 @@ Postgres holds the state of every video and job, so no result backend is configu
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_init, worker_process_init, worker_process_shutdown
+from celery.signals import (
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
 from app.settings import Settings, get_settings
 
@@ -69,11 +76,33 @@ def _check_broker(**_: Any) -> None:
         raise RuntimeError("a vidnav worker needs VIDNAV_REDIS_URL (the Celery broker)")
 
 
+_keeper: Any = None
+
+
+@worker_ready.connect
+def _start_visibility_keeper(**_: Any) -> None:
+    global _keeper
+    from workers.visibility import VisibilityKeeper
+
+    settings = get_settings()
+    if settings.redis_url:
+        _keeper = VisibilityKeeper(settings.redis_url, settings.celery_visibility_timeout_s)
+        _keeper.start()
+
+
+@worker_shutdown.connect
+def _stop_visibility_keeper(**_: Any) -> None:
+    if _keeper is not None:
+        _keeper.stop()
+
+
 @worker_process_init.connect
 def _build_runtime_in_child(**_: Any) -> None:
     # Built after the fork: threads, sockets and connection pools must not cross it.
     from workers.runtime import get_runtime
 
+    # One line per model request would drown the task log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     get_runtime()
 
 

@@ -20,6 +20,10 @@ from workers.runtime import get_runtime
 logger = logging.getLogger(__name__)
 
 
+# max_retries=None: Celery must not cap retries itself; ``_run`` bounds failed attempts by
+# VIDNAV_TASK_MAX_RETRIES and lets a question wait for its video as long as captioning runs.
+
+
 def _run(task: Task, fn: Callable[..., Any], args: tuple[Any, ...], failures: int) -> None:
     runtime = get_runtime()
     final = failures >= runtime.settings.task_max_retries
@@ -33,18 +37,18 @@ def _run(task: Task, fn: Callable[..., Any], args: tuple[Any, ...], failures: in
         countdown = retry_delay(runtime.settings, retry, failures)
         raise task.retry(
             args=task.request.args, kwargs={"failures": failures + int(retry.failure)},
-            countdown=countdown, max_retries=None,
+            countdown=countdown,
         ) from None
 
 
-@celery_app.task(name="vidnav.ingest", bind=True)
+@celery_app.task(name="vidnav.ingest", bind=True, max_retries=None)
 def ingest(self: Task, video_id: str, failures: int = 0) -> None:
     from app.services.ingest import ingest_video
 
     _run(self, ingest_video, (uuid.UUID(video_id),), failures)
 
 
-@celery_app.task(name="vidnav.caption", bind=True)
+@celery_app.task(name="vidnav.caption", bind=True, max_retries=None)
 def caption(self: Task, video_id: str, node_keys: list[str] | None = None, failures: int = 0
             ) -> None:
     from app.services.captions import caption_nodes
@@ -52,23 +56,15 @@ def caption(self: Task, video_id: str, node_keys: list[str] | None = None, failu
     _run(self, caption_nodes, (uuid.UUID(video_id), node_keys), failures)
 
 
-@celery_app.task(name="vidnav.navigate", bind=True)
+@celery_app.task(name="vidnav.navigate", bind=True, max_retries=None)
 def navigate(self: Task, job_id: str, failures: int = 0) -> None:
     from app.services.navigation import navigate_job
 
     _run(self, navigate_job, (uuid.UUID(job_id),), failures)
 
 
-@celery_app.task(name="vidnav.webhook", bind=True)
+@celery_app.task(name="vidnav.webhook", bind=True, max_retries=None)
 def webhook(self: Task, delivery_id: str, failures: int = 0) -> None:
-    from app.services import webhooks
+    from app.services.navigation import deliver_webhook
 
-    deliver = getattr(webhooks, "deliver", None)
-    if deliver is None:
-        logger.warning("webhook delivery %s not sent: no deliver() in this build", delivery_id)
-        return
-
-    def call(runtime: Any, delivery: uuid.UUID, *, final_attempt: bool) -> None:
-        deliver(runtime, delivery)
-
-    _run(self, call, (uuid.UUID(delivery_id),), failures)
+    _run(self, deliver_webhook, (uuid.UUID(delivery_id),), failures)

@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 # Which subtitle track captions are written with when a video has several.
 _TRACK_PREFERENCE = {"upload": 0, "embedded": 1, "transcript": 2}
 _POLL_S = 0.05
+DECODE_GROUP = 8  # nodes decoded per FrameReader.read_many call
 
 
 class CaptionerFailed(VidnavError):
@@ -393,13 +394,15 @@ async def caption_batch(runtime: Runtime, ctx: VideoContext, nodes: Sequence[Nod
 
     ready: asyncio.Queue[NodeFrames | None] = asyncio.Queue(maxsize=settings.decode_ahead)
     workers = max(1, min(settings.captioner_concurrency, len(todo)))
-    # Decoding several neighbouring nodes in one pass shares ffmpeg seeks between them.
-    chunk = max(1, min(8, workers // 2 or 1))
 
     async def decode() -> None:
+        # Decoding neighbouring nodes in one pass shares ffmpeg runs and seeks between
+        # them; the first group is small so the captioner starts early.
+        start, size = 0, 2
         try:
-            for start in range(0, len(todo), chunk):
-                group = todo[start:start + chunk]
+            while start < len(todo):
+                group = todo[start:start + size]
+                start, size = start + size, DECODE_GROUP
                 requests = [(ctx.geometry.sample_frames(n), ctx.geometry.max_side(len(n)))
                             for n in group]
                 images = await asyncio.to_thread(ctx.reader.read_many, requests)

@@ -16,7 +16,7 @@ from app.db.models import Subtitle, Video
 from app.db.session import session_scope
 from app.errors import VidnavError
 from app.media.probe import VideoProbe, probe_video
-from app.services.captions import fail_video, scheduled_nodes
+from app.services.captions import fail_video, probe_from_dict, scheduled_nodes
 from app.services.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -30,6 +30,7 @@ def ingest_video(runtime: Runtime, video_id: uuid.UUID, *, final_attempt: bool =
         if video is None:
             logger.info("ingest task for missing video %s dropped", video_id)
             return
+        stored_probe = video.probe if video.num_frames and video.fps else None
         if video.status in ("captioning", "ready", "failed"):
             status, path = video.status, None
         else:
@@ -43,9 +44,12 @@ def ingest_video(runtime: Runtime, video_id: uuid.UUID, *, final_attempt: bool =
         return
 
     try:
-        probe = probe_video(path, max_duration_s=settings.max_video_duration_s,
-                            max_pixels=settings.max_video_pixels,
-                            timeout_s=settings.ffprobe_timeout_s)
+        if stored_probe is not None:
+            probe = probe_from_dict(stored_probe)  # the upload already probed it
+        else:
+            probe = probe_video(path, max_duration_s=settings.max_video_duration_s,
+                                max_pixels=settings.max_video_pixels,
+                                timeout_s=settings.ffprobe_timeout_s)
         geometry = VideoGeometry(probe.num_frames, probe.fps, runtime.tree_config)
         track = _find_subtitles(runtime, video_id, probe)
     except VidnavError as exc:

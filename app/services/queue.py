@@ -84,13 +84,9 @@ class InlineQueue:
         self._submit("navigate", navigate_job, job_id)
 
     def enqueue_webhook(self, delivery_id: uuid.UUID) -> None:
-        from app.services import webhooks
+        from app.services.navigation import deliver_webhook
 
-        deliver = getattr(webhooks, "deliver", None)
-        if deliver is None:
-            logger.warning("webhook delivery %s not sent: no deliver() in this build", delivery_id)
-            return
-        self._submit("webhook", lambda runtime, d, final_attempt: deliver(runtime, d), delivery_id)
+        self._submit("webhook", deliver_webhook, delivery_id)
 
     def _submit(self, name: str, fn: Callable[..., Any], *args: Any, failures: int = 0) -> None:
         with self._lock:

@@ -193,8 +193,19 @@ class Stack:
 
     def wait_job(self, job_id: uuid.UUID, timeout: float = 120) -> Job:
         finished = ("succeeded", "no_answer", "failed", "cancelled")
-        return wait_for(lambda: (j := self.job(job_id)).status in finished and j,  # type: ignore[no-any-return]
-                        timeout=timeout, what=f"job {job_id} to finish")
+
+        def settled() -> Job | None:
+            job = self.job(job_id)
+            return job if job.status in finished else None
+
+        deadline = time.monotonic() + timeout
+        while (job := settled()) is None:
+            if time.monotonic() > deadline:
+                job = self.job(job_id)
+                pytest.fail(f"job {job_id} still {job.status} (round {job.progress_round}) "
+                            f"after {timeout:.0f} s\n{self.logs()}")
+            time.sleep(0.2)
+        return job
 
     def caption_rows(self, sha256: str) -> list[CaptionNode]:
         with self.sessions() as session:
