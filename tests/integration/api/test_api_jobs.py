@@ -228,6 +228,6 @@ async def test_rate_limit_per_tenant(client, make_tenant, tenant, redis_client):
     assert response.headers["Retry-After"] == response.headers["RateLimit-Reset"]
     # Counted in Redis, and only for that tenant.
     assert any(k.startswith(f"vidnav:ratelimit:{limited.id}:".encode())
-               for k in redis_client.keys())
+               for k in redis_client.scan_iter("vidnav:ratelimit:*"))
     other = await client.get("/v1/jobs", headers=tenant.headers)
     assert other.status_code == 200 and int(other.headers["RateLimit-Remaining"]) > 0
