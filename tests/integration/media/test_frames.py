@@ -1,0 +1,150 @@
+"""FrameReader on generated videos whose frames show their own index."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+from PIL import Image
+
+from app.media.ffmpeg import MediaError
+from app.media.frames import FrameReader, encode_jpeg_data_uri
+from app.media.probe import probe_video
+from tests.integration.media.videogen import read_index
+
+
+def reader_for(path: Path, **kwargs: object) -> FrameReader:
+    return FrameReader(path, probe_video(path), **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fixture", [
+    "cfr_mp4", "vfr_mkv", "vfr_mp4", "mpegts", "offset_mp4", "webm", "avi", "odd_mp4",
+])
+def test_frames_read_alone_are_the_frames_asked_for(
+    fixture: str, request: pytest.FixtureRequest,
+) -> None:
+    path: Path = request.getfixturevalue(fixture)
+    reader = reader_for(path)
+    count = reader.probe.num_frames
+    # Each index alone: every position in the first keyframe intervals, both sides of the
+    # VFR jumps at 30 and 60, then a stride to the last frame.
+    indices = sorted({*range(min(count, 32)), *range(32, count, 9), 59, 60, 61, count - 1})
+    wrong = [(i, got) for i in indices if (got := read_index(reader.read([i], 48)[0])) != i]
+    assert wrong == []
+
+
+@pytest.mark.parametrize("fixture", ["cfr_mp4", "vfr_mkv", "mpegts", "webm"])
+def test_batched_reads_keep_order_and_duplicates(
+    fixture: str, request: pytest.FixtureRequest,
+) -> None:
+    path: Path = request.getfixturevalue(fixture)
+    reader = reader_for(path)
+    count = reader.probe.num_frames
+    indices = [count - 1, 0, 7, 7, count // 2, 3, count - 1, 1]
+    assert [read_index(f) for f in reader.read(indices, 64)] == indices
+    # Every other frame: a long select expression in one decoding pass.
+    every_other = list(range(0, count, 2))
+    assert [read_index(f) for f in reader.read(every_other, 32)] == every_other
+
+
+def test_frames_are_rgb_scaled_by_ffmpeg_and_never_upscaled(cfr_mp4: Path) -> None:
+    reader = reader_for(cfr_mp4)
+    small = reader.read([10], 80)[0]
+    assert small.shape == (60, 80, 3) and small.dtype == np.uint8
+    full = reader.read([10], 4096)[0]
+    assert full.shape == (120, 160, 3)
+    # The top-left block is bit 0: frame 10 = 0b1010 has it off, bit 1 on.
+    assert full[20, 20].max() < 60 and full[20, 60].min() > 200
+
+
+def test_odd_sizes_scale_to_the_exact_rounded_size(odd_mp4: Path) -> None:
+    reader = reader_for(odd_mp4)
+    frame = reader.read([5], 64)[0]
+    assert frame.shape == (39, 64, 3)  # 97 * 64 / 161 = 38.6
+    assert read_index(frame) == 5
+
+
+def test_rotated_video_comes_out_upright(rotated_mp4: Path) -> None:
+    reader = reader_for(rotated_mp4)
+    assert (reader.probe.width, reader.probe.height) == (120, 160)
+    frames = reader.read([0, 37, 201], 80)
+    assert frames[0].shape == (80, 60, 3)
+    # ffmpeg applied the display matrix (90 degrees counter-clockwise); undo it to read.
+    assert [read_index(np.rot90(f, k=-1)) for f in frames] == [0, 37, 201]
+
+
+def test_read_many_matches_single_reads_and_mixes_sizes(cfr_mp4: Path) -> None:
+    reader = reader_for(cfr_mp4)
+    requests = [([0, 50, 100], 64), ([100, 150, 299], 64), ([25, 26], 32), ([], 64)]
+    results = reader.read_many(requests)
+    assert [[read_index(f) for f in frames] for frames in results] == [
+        [0, 50, 100], [100, 150, 299], [25, 26], []]
+    assert results[0][0].shape == (48, 64, 3) and results[2][0].shape == (24, 32, 3)
+    alone = reader.read([150], 64)[0]
+    assert np.array_equal(alone, results[1][1])
+
+
+def test_far_apart_frames_are_fetched_by_separate_seeks(cfr_mp4: Path) -> None:
+    reader = reader_for(cfr_mp4)
+    size = (64, 48)
+    plan = reader._plan([0, 1, 2, 280], size)
+    # Close frames share one pass; a frame far away gets its own seek, not a decode-through.
+    assert [seg.indices for seg in plan] == [(0, 1, 2), (280,)]
+    assert plan[0].seek_s is None and plan[1].seek_s == pytest.approx(280 / 25 - 0.02)
+
+
+def test_containers_without_a_keyframe_index_decode_from_the_start(mpegts: Path) -> None:
+    reader = reader_for(mpegts)
+    assert not reader.seekable
+    assert all(seg.seek_s is None for seg in reader._plan([10, 100], (64, 48)))
+
+
+def test_bad_requests_are_typed_errors(cfr_mp4: Path) -> None:
+    reader = reader_for(cfr_mp4)
+    with pytest.raises(MediaError) as out_of_range:
+        reader.read([0, 300], 64)
+    assert out_of_range.value.code == "frame_out_of_range"
+    with pytest.raises(MediaError) as negative:
+        reader.read([-1], 64)
+    assert negative.value.code == "frame_out_of_range"
+    with pytest.raises(MediaError) as not_int:
+        reader.read([1.5], 64)  # type: ignore[list-item]
+    assert not_int.value.code == "invalid_frame_request"
+    with pytest.raises(MediaError) as bad_side:
+        reader.read([1], 0)
+    assert bad_side.value.code == "invalid_frame_request"
+
+
+def test_slow_decoding_is_stopped_by_the_timeout(media_dir: Path) -> None:
+    from tests.integration.media.videogen import ffmpeg_lavfi
+
+    # Large frames coded without keyframes except the first: decoding frame 990 of a
+    # mkv must decode everything before it, far beyond a 0.3 s budget.
+    path = ffmpeg_lavfi(media_dir / "heavy.mkv", "-f", "lavfi", "-i",
+                        "testsrc2=s=1280x720:r=25:d=40", "-c:v", "libx264",
+                        "-preset", "ultrafast", "-g", "100000", "-crf", "35")
+    reader = reader_for(path, timeout_s=0.3)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    started = time.monotonic()
+    with pytest.raises(MediaError) as error:
+        reader.read([990], 1280)
+    assert error.value.code == "media_timeout"
+    assert time.monotonic() - started < 10
+    leftover = {p.pid for p in psutil.Process().children(recursive=True)} - before
+    assert leftover == set()
+
+
+def test_jpeg_data_uri_round_trips(cfr_mp4: Path) -> None:
+    frame = reader_for(cfr_mp4).read([123], 160)[0]
+    uri = encode_jpeg_data_uri(frame)
+    assert uri.startswith("data:image/jpeg;base64,")
+    decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
+    assert decoded.shape == frame.shape
+    assert read_index(decoded) == 123
+    with pytest.raises(MediaError):
+        encode_jpeg_data_uri(np.zeros((4, 4), dtype=np.uint8))
