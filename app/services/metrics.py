@@ -41,27 +41,21 @@ def _number(value: Any) -> float | None:
 
 
 def summary_usage(summary: dict[str, Any] | None) -> tuple[dict[str, tuple[int, float]], int, int]:
-    """From a trace summary: per-role (calls, model seconds), caption cache hits and lookups.
-
-    Reads ``models: {role: {"calls", "seconds"}}`` and ``captions: {"requests", "cached"}``;
-    missing parts count as nothing.
-    """
+    """From a core trace summary: per-role (calls, model seconds), and the navigator's caption
+    lookups served from cache and in all (``captions_cached`` + ``captions_generated``)."""
     roles: dict[str, tuple[int, float]] = {}
-    hits = lookups = 0
     if not isinstance(summary, dict):
-        return roles, hits, lookups
-    models = summary.get("models")
-    if isinstance(models, dict):
-        for role, usage in models.items():
+        return roles, 0, 0
+    stats = summary.get("roles")
+    if isinstance(stats, dict):
+        for role, usage in stats.items():
             if isinstance(usage, dict):
                 calls = _number(usage.get("calls")) or 0
-                seconds = _number(usage.get("seconds")) or 0.0
+                seconds = _number(usage.get("model_seconds")) or 0.0
                 roles[str(role)] = (int(calls), seconds)
-    captions = summary.get("captions")
-    if isinstance(captions, dict):
-        lookups = int(_number(captions.get("requests")) or 0)
-        hits = int(_number(captions.get("cached")) or 0)
-    return roles, hits, lookups
+    cached = int(_number(summary.get("captions_cached")) or 0)
+    generated = int(_number(summary.get("captions_generated")) or 0)
+    return roles, cached, cached + generated
 
 
 def _seconds_between(start: Any, end: Any, dialect: str) -> Any:
@@ -128,7 +122,8 @@ class JobMetricsCollector(Collector):
             for role, (calls, seconds) in roles.items():
                 old = role_calls.get(role, (0, 0.0))
                 role_calls[role] = (old[0] + calls, old[1] + seconds)
-        # Caption generation is recorded per node, whichever process produced it.
+        # Every generated caption is a row with its model time, whichever process made it
+        # (ingest ahead of questions, or navigation); the summaries would count only the latter.
         role_calls["captioner"] = (int(caption_calls[0]), float(caption_calls[1]))
 
         latency = SummaryMetricFamily(

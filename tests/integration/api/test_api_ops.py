@@ -61,9 +61,10 @@ async def test_metrics_expose_requests_and_job_aggregates(client, tenant, small_
         now = utcnow()
         row.status, row.started_at, row.finished_at = "succeeded", now - timedelta(seconds=12), now
         row.progress_round = 5
-        row.summary = {"models": {"policy": {"calls": 5, "seconds": 2.5},
-                                  "video_qa": {"calls": 1, "seconds": 4.0}},
-                       "captions": {"requests": 4, "cached": 3}}
+        row.summary = {"rounds": 5, "captions_generated": 1, "captions_cached": 3,
+                       "roles": {"policy": {"calls": 5, "model_seconds": 2.5},
+                                 "video_qa": {"calls": 1, "model_seconds": 4.0},
+                                 "captioner": {"calls": 1, "model_seconds": 9.0}}}
         session.add(CaptionNode(content_sha256=video["sha256"], config_version="v",
                                 node_key="1", level=1, first_frame=0, last_frame=9,
                                 frame_times=[0.0], caption="c", model_seconds=1.5))
