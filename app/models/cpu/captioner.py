@@ -78,6 +78,13 @@ def screen_text_statements(reads: Sequence[tuple[float, tuple[TextBox, ...]]]) -
     return out
 
 
+def frame_id(frames: NodeFrames, position: int) -> tuple[str, int] | None:
+    """(video, frame index) of one of the node's frames, when the video is known."""
+    if frames.video_path is None or len(frames.frame_indices) != len(frames.images):
+        return None
+    return str(frames.video_path), frames.frame_indices[position]
+
+
 def check_frames(frames: NodeFrames) -> None:
     """Raise ``InvalidInput`` unless ``frames`` holds one RGB image per frame time."""
     if not frames.images or len(frames.images) != len(frames.frame_times):
@@ -133,7 +140,7 @@ class CPUCaptioner:
         start, end = frames.span
         level = frames.level
         reads = [
-            (frames.frame_times[i], self.reader.read(frames.images[i]))
+            (frames.frame_times[i], self.reader.read(frames.images[i], frame=frame_id(frames, i)))
             for i in pick(self.ocr_frames[level - 1], len(frames.images))
         ]
         speech = speech_statements(frames.subtitles)

@@ -40,12 +40,20 @@ class FrameReader:
         self._cache: OrderedDict[bytes, tuple[TextBox, ...]] = OrderedDict()
         self._cache_size = cache_size
 
-    def read(self, image: np.ndarray) -> tuple[TextBox, ...]:
-        """Text lines of one RGB uint8 frame, top to bottom, low-confidence reads dropped."""
+    def read(self, image: np.ndarray, *, frame: tuple[str, int] | None = None
+             ) -> tuple[TextBox, ...]:
+        """Text lines of one RGB uint8 frame, top to bottom, low-confidence reads dropped.
+
+        ``frame`` (video path, frame index) names the frame whatever its size, so video_qa
+        reuses what the leaf's caption read at 512 px; without it the pixels are the key.
+        """
         if image.ndim != 3 or image.shape[2] != 3 or image.size == 0:
             raise ValueError(f"expected an HxWx3 RGB image, got shape {image.shape}")
-        key = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest()
-        key += repr(image.shape).encode()
+        if frame is not None:
+            key = f"{frame[0]}#{frame[1]}".encode()
+        else:
+            key = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).digest()
+            key += repr(image.shape).encode()
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None:

@@ -16,7 +16,14 @@ import numpy as np
 from app.core.ports import ModelUsage
 from app.errors import InvalidInput
 from app.models.base import NodeFrames, VisionOutput
-from app.models.cpu.captioner import check_frames, package_version, pick, screen_text_statements
+from app.models.cpu.captioner import (
+    DEFAULT_OCR_FRAMES,
+    check_frames,
+    frame_id,
+    package_version,
+    pick,
+    screen_text_statements,
+)
 from app.models.cpu.embeddings import TextEmbedder, get_embedder
 from app.models.cpu.ocr import FrameReader, get_reader, shrink
 from app.models.cpu.policy import LEXICAL_WEIGHT
@@ -24,7 +31,9 @@ from app.models.cpu.text import overlap, said
 from app.models.cpu.visual import describe_frames
 
 MODEL_NAME = "vidnav-cpu-video-qa"
-OCR_FRAMES = 4
+# The leaf caption's OCR positions (same frames: 16 over the same range), so the reads
+# are shared through the OCR cache.
+OCR_FRAMES = DEFAULT_OCR_FRAMES[2]
 TOP_STATEMENTS = 3
 RELATED = 0.2  # below this cosine similarity a statement is not about the query
 NOT_RELATED = "The question is not related to the video segment."
@@ -64,7 +73,8 @@ class CPUFrameQA:
         reader = self._reader if self._reader is not None else get_reader()
         embedder = self._embedder if self._embedder is not None else get_embedder()
         reads = [
-            (frames.frame_times[i], reader.read(shrink(frames.images[i])))
+            (frames.frame_times[i], reader.read(shrink(frames.images[i]),
+                                                frame=frame_id(frames, i)))
             for i in pick(self.ocr_frames, len(frames.images))
         ]
         statements = [said(line.start, line.text) for line in frames.subtitles
