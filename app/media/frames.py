@@ -291,9 +291,11 @@ class FrameReader:
                           what="decoding the last frames")
         got = len(result.stdout) // frame_bytes
         if got == 0:
-            raise media_error("unreadable_codec",
-                              "no frame of the video could be decoded: " + _tail(result.stderr),
-                              kind="unsupported")
+            raise media_error(
+                "frame_unavailable",
+                "the last frames of the video cannot be decoded; the file is truncated or "
+                "damaged: " + _tail(result.stderr),
+            )
         start = (got - 1) * frame_bytes
         return np.frombuffer(result.stdout, dtype=np.uint8, count=frame_bytes,
                              offset=start).reshape(height, width, 3)
