@@ -96,14 +96,14 @@ def read_sidecar_subtitles(video_path: str | os.PathLike[str]) -> list[SubtitleL
 
 def extract_embedded_subtitles(path: str | os.PathLike[str], probe: VideoProbe, *,
                                timeout_s: float = EXTRACT_TIMEOUT_S) -> list[SubtitleLine]:
-    """Lines of the first embedded text subtitle stream that ffmpeg can read; bitmap
-    subtitle streams are skipped (no lines)."""
+    """Lines of the first embedded text subtitle stream that ffmpeg can read, timed from
+    the first video frame like frame labels are; bitmap subtitle streams are skipped."""
     file = check_local_file(path)
     for stream in probe.subtitle_streams:
         if stream.codec not in TEXT_SUBTITLE_CODECS:
             continue
         args = [str(find_ffmpeg()), "-nostdin", "-hide_banner", "-loglevel", "error",
-                *input_args(file), "-map", f"0:{stream.index}", "-vn", "-an", "-dn",
+                "-copyts", *input_args(file), "-map", f"0:{stream.index}", "-vn", "-an", "-dn",
                 "-c:s", "srt", "-f", "srt", "pipe:1"]
         result = run_tool(args, timeout_s=timeout_s, max_stdout=MAX_SUBTITLE_BYTES,
                           what="extracting embedded subtitles")
@@ -114,7 +114,11 @@ def extract_embedded_subtitles(path: str | os.PathLike[str], probe: VideoProbe, 
         except MediaError:
             continue
         if lines:
-            return lines
+            # -copyts keeps the container clock; frame 0 of the video is time 0.
+            shift = probe.video_start_time_s
+            return [SubtitleLine(start=max(0.0, round(ln.start - shift, 3)),
+                                 end=max(0.0, round(ln.end - shift, 3)), text=ln.text)
+                    for ln in lines]
     return []
 
 
