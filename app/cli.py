@@ -352,6 +352,107 @@ def ask(
         raise typer.Exit(3)
 
 
+# --- eval ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One line of an evaluation file."""
+
+    video: Path
+    question: str
+    options: tuple[str, ...]
+    answer: str
+    clues: tuple[tuple[float, float], ...]
+
+
+def read_eval_file(path: Path) -> list[EvalItem]:
+    """JSON lines: ``video`` (a path, relative to the file), ``question``, ``options``
+    (optional), ``answer`` (the letter for multiple choice), ``clues`` (optional
+    ``[[start, end], ...]`` seconds)."""
+    if not path.is_file():
+        raise InvalidInput(f"{path} is not a readable file", code="eval_file_not_found")
+    items = []
+    for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            video = Path(row["video"])
+            items.append(EvalItem(
+                video=video if video.is_absolute() else path.parent / video,
+                question=str(row["question"]),
+                options=tuple(str(o) for o in row.get("options") or ()),
+                answer=str(row["answer"]),
+                clues=tuple((float(s), float(e)) for s, e in row.get("clues") or ()),
+            ))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidInput(f"{path}:{number}: not an evaluation item ({exc})",
+                               code="invalid_eval_item") from None
+    if not items:
+        raise InvalidInput(f"{path} has no evaluation items", code="invalid_eval_item")
+    return items
+
+
+@app.command("eval")
+def evaluate(
+    items_file: Annotated[Path, typer.Argument(help="Evaluation items (JSON lines).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    max_rounds: Annotated[int | None, typer.Option(min=1, max=200,
+                                                   help="Round budget.")] = None,
+) -> None:
+    """Ask every question of ITEMS_FILE and score the answers and where the navigator
+    looked (LongVideo-R1's reward: answer + localization F1 - 0.2 x repeats)."""
+    from app.core.protocol import normalize_options, question_text
+    from app.core.scoring import score
+
+    settings = load_settings()
+    rows: list[dict[str, Any]] = []
+    try:
+        items = read_eval_file(items_file)
+        for item in items:
+            question_text(item.question, normalize_options(item.options))
+        with runtime_for(settings) as runtime:
+            tenant_id = local_tenant_id(runtime)
+            for item in items:
+                video_id = register_local_video(runtime, tenant_id, item.video)
+                warm_up(runtime)
+                prepare_video(runtime, video_id, show=not as_json)
+                job_id, seconds = run_question(runtime, tenant_id, video_id, item.question,
+                                               list(item.options), max_rounds, show=not as_json)
+                result = collect_result(runtime, video_id, job_id, {})
+                visited = [(tuple(s["node"]), (s["start"], s["end"])) for s in result.trace
+                           if s["kind"] == "get_caption" and s["node"] and s["start"] is not None]
+                got = score(predicted=result.answer, truth=item.answer, visited=visited,
+                            clues=item.clues)
+                rows.append({"video": str(item.video), "question": item.question,
+                             "truth": item.answer, "answer": result.answer,
+                             "rounds": result.rounds, "seconds": round(seconds, 3),
+                             "score": got.total, "correct": bool(got.answer),
+                             "f1": got.f1, "repeat": got.repeat})
+    except VidnavError as exc:
+        fail(exc)
+    summary = {
+        "items": len(rows), "accuracy": sum(r["correct"] for r in rows) / len(rows),
+        "mean_score": sum(r["score"] for r in rows) / len(rows),
+        "mean_rounds": sum(r["rounds"] for r in rows) / len(rows),
+        "mean_seconds": sum(r["seconds"] for r in rows) / len(rows),
+    }
+    if as_json:
+        sys.stdout.write(json.dumps({"summary": summary, "items": rows}) + "\n")
+        return
+    table = Table(title="Evaluation")
+    for name in ("question", "truth", "answer", "rounds", "F1", "score"):
+        table.add_column(name, overflow="fold")
+    for r in rows:
+        table.add_row(_snippet(r["question"]), r["truth"], _snippet(r["answer"]),
+                      str(r["rounds"]), f"{r['f1']:.2f}", f"{r['score']:.2f}")
+    out.print(table)
+    out.print(f"accuracy {summary['accuracy']:.1%}, mean score {summary['mean_score']:.2f}, "
+              f"mean rounds {summary['mean_rounds']:.1f}, mean {summary['mean_seconds']:.1f} s "
+              "per question", highlight=False)
+
+
 # --- serve, worker, db, tenants ----------------------------------------------------------
 
 

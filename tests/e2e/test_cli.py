@@ -103,3 +103,30 @@ def test_worker_needs_the_full_stack(tmp_path: Path) -> None:
     proc = vidnav(tmp_path, "worker", "--queue", "caption")
     assert proc.returncode == 2
     assert "worker_needs_redis" in proc.stderr
+
+
+def test_eval_scores_answers_and_localization(
+    first_answer: dict, data_dir: Path, narrated: Path, tmp_path: Path
+) -> None:
+    span = said_at(data_dir, "only takes a minute")
+    items = tmp_path / "items.jsonl"
+    items.write_text("\n".join(json.dumps(item) for item in (
+        {"video": str(narrated), "question": "How long does it take to get a license?",
+         "options": ["About an hour", "A week", "A minute", "A day"], "answer": "C",
+         "clues": [list(span)]},
+        {"video": str(narrated), "question": "What is the teacher said to shape?",
+         "options": ["Old buildings", "Young minds", "New laws", "Small businesses"],
+         "answer": "B"},
+    )) + "\n")
+    proc = vidnav(data_dir, "eval", str(items), "--json")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    assert report["summary"]["items"] == 2
+    assert [row["answer"] for row in report["items"]] == ["C", "B"]
+    assert report["summary"]["accuracy"] == 1.0
+    assert report["items"][0]["f1"] > 0  # it looked where the clue is
+    assert report["items"][1]["f1"] == 0.0  # no clue given
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"question": "no video"}\n')
+    bad = vidnav(data_dir, "eval", str(broken))
+    assert bad.returncode == 2 and "invalid_eval_item" in bad.stderr

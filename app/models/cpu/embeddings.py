@@ -67,7 +67,7 @@ class TextEmbedder:
         """Cosine similarities, shape ``(len(queries), len(texts))``."""
         if not queries or not texts:
             return np.zeros((len(queries), len(texts)), dtype=np.float32)
-        return self.embed(queries) @ self.embed(texts).T
+        return np.asarray(self.embed(queries) @ self.embed(texts).T, dtype=np.float32)
 
 
 _embedder: TextEmbedder | None = None
@@ -110,7 +110,7 @@ def _load_model() -> tuple[Any, str]:
     if not (path / "config.json").exists():
         raise ModelError(f"{MODEL_PACKAGE} has no model files under {path}",
                          code="cpu_models_missing")
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     # local_files_only: a path always loads from disk, and this makes sure nothing else does.
     model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
     return model, f"all-MiniLM-L6-v2@{model_digest(path)}"

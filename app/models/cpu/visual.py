@@ -45,7 +45,7 @@ def _thumb(image: np.ndarray) -> np.ndarray:
     height, width = image.shape[:2]
     ys = np.linspace(0, height - 1, THUMB[1]).astype(int)
     xs = np.linspace(0, width - 1, THUMB[0]).astype(int)
-    return image[np.ix_(ys, xs)].astype(np.float32) / 255.0
+    return np.asarray(image[np.ix_(ys, xs)], dtype=np.float32) / np.float32(255.0)
 
 
 def _colour_names(thumb: np.ndarray) -> np.ndarray:
@@ -95,7 +95,7 @@ def _histogram(thumb: np.ndarray) -> np.ndarray:
     bins = np.minimum((thumb * 4).astype(int), 3)
     codes = bins[..., 0] * 16 + bins[..., 1] * 4 + bins[..., 2]
     hist = np.bincount(codes.ravel(), minlength=64).astype(np.float32)
-    return hist / hist.sum()
+    return np.asarray(hist / hist.sum(), dtype=np.float32)
 
 
 def shot_changes(images: Sequence[np.ndarray]) -> list[int]:
