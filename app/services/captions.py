@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,10 +30,11 @@ from sqlalchemy.orm import Session
 
 from app.core.ports import CaptionResult, ModelUsage, NodeId, SubtitleLine, VideoQAResult
 from app.core.tree import HIGH, LEVELS, LOW, VideoGeometry, node_key, parse_node_key
+from app.db.base import utcnow
 from app.db.models import CaptionNode, Subtitle, Video
 from app.db.session import session_scope
 from app.errors import ModelError, NotFound, Unavailable, VidnavError
-from app.media.frames import FrameReader
+from app.media.frames import FrameReader, scaled_size
 from app.media.probe import StreamInfo, VideoProbe
 from app.models.base import NodeFrames
 from app.services.cache import CachedCaption, cache_key, caption_version, subtitle_digest
@@ -45,7 +46,12 @@ logger = logging.getLogger(__name__)
 # Which subtitle track captions are written with when a video has several.
 _TRACK_PREFERENCE = {"upload": 0, "embedded": 1, "transcript": 2}
 _POLL_S = 0.05
-DECODE_GROUP = 8  # nodes decoded per FrameReader.read_many call
+# Frames decoded by one FrameReader.read_many call: neighbouring nodes decoded together
+# share ffmpeg runs and seeks, but every frame of the group is held in memory at once.
+DECODE_BUDGET_BYTES = 32 * 2**20
+DECODE_FIRST_GROUP = 2
+DECODE_MAX_GROUP = 256
+PROGRESS_EVERY_S = 0.25
 
 
 class CaptionerFailed(VidnavError):
@@ -150,8 +156,8 @@ def _read_rows(runtime: Runtime, ctx: VideoContext, keys: Sequence[str]
                ) -> dict[str, CachedCaption]:
     if not keys:
         return {}
-    with session_scope(runtime.session_factory) as session:
-        rows = session.execute(
+    with runtime.engine.connect() as conn:
+        rows = conn.execute(
             select(CaptionNode.node_key, CaptionNode.caption, CaptionNode.frame_times).where(
                 CaptionNode.content_sha256 == ctx.sha256,
                 CaptionNode.config_version == ctx.version,
@@ -171,16 +177,17 @@ def _insert_row(runtime: Runtime, ctx: VideoContext, node: NodeId, frames: NodeF
         "last_frame": max(start, stop - 1), "frame_times": list(frames.frame_times),
         "caption": caption, "raw_reply": raw_reply, "model": usage.model,
         "model_seconds": usage.seconds, "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
+        "completion_tokens": usage.completion_tokens, "created_at": utcnow(),
     }
-    with session_scope(runtime.session_factory) as session:
-        dialect = session.get_bind().dialect.name
-        insert = pg_insert if dialect == "postgresql" else sqlite_insert
-        session.execute(
+    insert = pg_insert if runtime.engine.dialect.name == "postgresql" else sqlite_insert
+    with runtime.engine.begin() as conn:
+        inserted = conn.execute(
             insert(CaptionNode).values(**values).on_conflict_do_nothing(
                 index_elements=["content_sha256", "config_version", "node_key"])
-        )
-    # Another process may have won the insert: serve what the table holds.
+        ).rowcount
+    if inserted == 1:
+        return CachedCaption(caption, tuple(frames.frame_times))
+    # Another process won the insert: serve what the table holds.
     return _read_rows(runtime, ctx, [node_key(node)])[node_key(node)]
 
 
@@ -211,18 +218,22 @@ def update_progress(session: Session, video_id: uuid.UUID) -> tuple[int, int, st
 
 async def obtain_caption(
     runtime: Runtime, ctx: VideoContext, node: NodeId,
-    load_frames: Callable[[], Awaitable[NodeFrames]],
+    load_frames: Callable[[], Awaitable[NodeFrames]], *, known_missing: bool = False,
 ) -> CaptionResult:
-    """The caption of ``node``: cache, then database, then generated exactly once."""
+    """The caption of ``node``: cache, then database, then generated exactly once.
+
+    ``known_missing``: the caller has just seen no row for the node (a batch reads all its
+    rows at once), so the lookups before taking the lock are skipped."""
     cache = runtime.caption_cache
     key = ctx.key(node)
-    hit = cache.get(key)
-    if hit is not None:
-        return _served(node, hit)
-    rows = await asyncio.to_thread(_read_rows, runtime, ctx, [node_key(node)])
-    if rows:
-        cache.put(key, rows[node_key(node)])
-        return _served(node, rows[node_key(node)])
+    if not known_missing:
+        hit = cache.get(key)
+        if hit is not None:
+            return _served(node, hit)
+        rows = await asyncio.to_thread(_read_rows, runtime, ctx, [node_key(node)])
+        if rows:
+            cache.put(key, rows[node_key(node)])
+            return _served(node, rows[node_key(node)])
 
     pending = cache.inflight.get(key)
     if pending is not None:
@@ -231,7 +242,7 @@ async def obtain_caption(
     future: asyncio.Future[CaptionResult] = asyncio.get_running_loop().create_future()
     cache.inflight[key] = future
     try:
-        result = await _generate_once(runtime, ctx, node, key, load_frames)
+        result = await _generate_once(runtime, ctx, node, key, load_frames, known_missing)
     except BaseException as exc:
         future.set_exception(exc)
         future.exception()  # retrieved here; the waiters still receive it
@@ -250,7 +261,7 @@ def _served(node: NodeId, value: CachedCaption) -> CaptionResult:
 
 async def _generate_once(
     runtime: Runtime, ctx: VideoContext, node: NodeId, key: str,
-    load_frames: Callable[[], Awaitable[NodeFrames]],
+    load_frames: Callable[[], Awaitable[NodeFrames]], known_missing: bool,
 ) -> CaptionResult:
     """Generate under the cross-process lock, or wait for the process that holds it."""
     cache = runtime.caption_cache
@@ -260,7 +271,8 @@ async def _generate_once(
         token = cache.try_lock(key, settings.caption_lock_ttl_s)
         if token is not None:
             try:
-                return await _generate_locked(runtime, ctx, node, key, token, load_frames)
+                return await _generate_locked(runtime, ctx, node, key, token, load_frames,
+                                              known_missing)
             finally:
                 cache.unlock(key, token)
         while cache.is_locked(key):
@@ -282,13 +294,20 @@ async def _generate_once(
 
 async def _generate_locked(
     runtime: Runtime, ctx: VideoContext, node: NodeId, key: str, token: str,
-    load_frames: Callable[[], Awaitable[NodeFrames]],
+    load_frames: Callable[[], Awaitable[NodeFrames]], known_missing: bool,
 ) -> CaptionResult:
     cache = runtime.caption_cache
-    rows = await asyncio.to_thread(_read_rows, runtime, ctx, [node_key(node)])
-    if rows:  # finished by another process between our miss and taking the lock
-        cache.put(key, rows[node_key(node)])
-        return _served(node, rows[node_key(node)])
+    # Finished by another process between our miss and taking the lock? Whoever makes a
+    # caption caches it, so after a fresh miss in the rows the cache answers that alone.
+    if known_missing:
+        hit = cache.get(key)
+        if hit is not None:
+            return _served(node, hit)
+    else:
+        rows = await asyncio.to_thread(_read_rows, runtime, ctx, [node_key(node)])
+        if rows:
+            cache.put(key, rows[node_key(node)])
+            return _served(node, rows[node_key(node)])
     ttl = runtime.settings.caption_lock_ttl_s
 
     async def keep_lock() -> None:
@@ -367,6 +386,30 @@ def scheduled_nodes(geometry: VideoGeometry, mode: str) -> list[NodeId]:
     return [node for level in levels_ahead(mode) for node in geometry.iter_nodes(level)]
 
 
+def decode_groups(ctx: VideoContext, nodes: Sequence[NodeId]) -> Iterator[list[NodeId]]:
+    """Split ``nodes`` (in order) into groups whose distinct decoded frames fit the budget;
+    the first group is small so the captioner starts early."""
+    probe = ctx.reader.probe
+    group: list[NodeId] = []
+    seen: set[tuple[int, int]] = set()
+    used = 0
+    limit = DECODE_FIRST_GROUP
+    for node in nodes:
+        side = ctx.geometry.max_side(len(node))
+        width, height = scaled_size(probe.width, probe.height, side)
+        frames = {(i, side) for i in ctx.geometry.sample_frames(node)}
+        cost = len(frames - seen) * width * height * 3
+        if group and (used + cost > DECODE_BUDGET_BYTES or len(group) >= limit):
+            yield group
+            group, seen, used, limit = [], set(), 0, DECODE_MAX_GROUP
+            cost = len(frames) * width * height * 3
+        group.append(node)
+        seen |= frames
+        used += cost
+    if group:
+        yield group
+
+
 @dataclass
 class BatchReport:
     """What one ``caption_batch`` did: captions generated here and served from elsewhere."""
@@ -378,12 +421,13 @@ class BatchReport:
 
 
 async def caption_batch(runtime: Runtime, ctx: VideoContext, nodes: Sequence[NodeId],
-                        *, on_done: Callable[[], None] | None = None) -> BatchReport:
+                        *, on_progress: Callable[[], None] | None = None) -> BatchReport:
     """Caption ``nodes``: a decoding thread runs ahead of up to ``captioner_concurrency``
     model calls; nodes already captioned are skipped without decoding."""
     settings = runtime.settings
     report = BatchReport()
     began = time.perf_counter()
+    last_progress = [0.0]
     keys = [node_key(n) for n in nodes]
     stored = await asyncio.to_thread(_read_rows, runtime, ctx, keys)
     todo = [n for n, k in zip(nodes, keys, strict=True) if k not in stored]
@@ -392,22 +436,31 @@ async def caption_batch(runtime: Runtime, ctx: VideoContext, nodes: Sequence[Nod
         report.wall_seconds = time.perf_counter() - began
         return report
 
-    ready: asyncio.Queue[NodeFrames | None] = asyncio.Queue(maxsize=settings.decode_ahead)
     workers = max(1, min(settings.captioner_concurrency, len(todo)))
+    ready: asyncio.Queue[NodeFrames | None] = asyncio.Queue(
+        maxsize=max(settings.decode_ahead, workers))
+    # One decoded group waits while the next is decoded, so decoding never pauses for the
+    # captioner to drain a group, and memory stays within a few DECODE_BUDGET_BYTES.
+    decoded: asyncio.Queue[list[NodeFrames] | None] = asyncio.Queue(maxsize=1)
 
     async def decode() -> None:
-        # Decoding neighbouring nodes in one pass shares ffmpeg runs and seeks between
-        # them; the first group is small so the captioner starts early.
-        start, size = 0, 2
         try:
-            while start < len(todo):
-                group = todo[start:start + size]
-                start, size = start + size, DECODE_GROUP
+            for group in decode_groups(ctx, todo):
                 requests = [(ctx.geometry.sample_frames(n), ctx.geometry.max_side(len(n)))
                             for n in group]
                 images = await asyncio.to_thread(ctx.reader.read_many, requests)
-                for node, (indices, _), imgs in zip(group, requests, images, strict=True):
-                    await ready.put(ctx.node_frames(node, indices, imgs, len(node)))
+                await decoded.put([
+                    ctx.node_frames(node, indices, imgs, len(node))
+                    for node, (indices, _), imgs in zip(group, requests, images, strict=True)
+                ])
+        finally:
+            await decoded.put(None)
+
+    async def feed() -> None:
+        try:
+            while (group := await decoded.get()) is not None:
+                for frames in group:
+                    await ready.put(frames)
         finally:
             for _ in range(workers):
                 await ready.put(None)
@@ -417,23 +470,26 @@ async def caption_batch(runtime: Runtime, ctx: VideoContext, nodes: Sequence[Nod
             async def given(frames: NodeFrames = frames) -> NodeFrames:
                 return frames
 
-            result = await obtain_caption(runtime, ctx, frames.node, given)
+            result = await obtain_caption(runtime, ctx, frames.node, given, known_missing=True)
             if result.cached:
                 report.served += 1
             else:
                 report.generated += 1
                 report.model_seconds += result.usage.seconds if result.usage else 0.0
-            if on_done is not None:
-                await asyncio.to_thread(on_done)
+            now = time.monotonic()
+            if on_progress is not None and now - last_progress[0] >= PROGRESS_EVERY_S:
+                # A recount of the rows: a few times a second is plenty, and cheap.
+                last_progress[0] = now
+                await asyncio.to_thread(on_progress)
 
-    producer = asyncio.create_task(decode())
-    consumers = [asyncio.create_task(caption_worker()) for _ in range(workers)]
+    tasks = [asyncio.create_task(decode()), asyncio.create_task(feed())]
+    tasks += [asyncio.create_task(caption_worker()) for _ in range(workers)]
     try:
-        await asyncio.gather(producer, *consumers)
+        await asyncio.gather(*tasks)
     except BaseException:
-        for task in (producer, *consumers):
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(producer, *consumers, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         raise
     report.wall_seconds = time.perf_counter() - began
     return report
@@ -455,18 +511,13 @@ def caption_nodes(runtime: Runtime, video_id: uuid.UUID, node_keys: Sequence[str
     else:
         nodes = [ctx.geometry.validate(parse_node_key(k)) for k in node_keys]
     ahead = node_keys is None
-    last_update = [0.0]
 
     def progress() -> None:
-        # Progress is a recount; doing it at most a few times a second keeps it cheap.
-        now = time.monotonic()
-        if ahead and now - last_update[0] > 0.25:
-            last_update[0] = now
-            with session_scope(runtime.session_factory) as session:
-                update_progress(session, video_id)
+        with session_scope(runtime.session_factory) as session:
+            update_progress(session, video_id)
 
     try:
-        runtime.run(caption_batch(runtime, ctx, nodes, on_done=progress))
+        runtime.run(caption_batch(runtime, ctx, nodes, on_progress=progress if ahead else None))
     except CaptionerFailed as exc:
         if not final_attempt:
             raise RetryLater(exc.message, failure=True) from exc

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Coroutine
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
@@ -43,6 +43,10 @@ class BackgroundLoop:
 
     def __init__(self, name: str = "vidnav-runtime-loop") -> None:
         self.loop = asyncio.new_event_loop()
+        # Database calls, frame decoding and JPEG encoding all go through to_thread; the
+        # default pool (cores + 4 threads) would queue a batch's database calls behind them.
+        self.loop.set_default_executor(
+            ThreadPoolExecutor(max_workers=32, thread_name_prefix="vidnav-io"))
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
