@@ -33,6 +33,9 @@ RUN_DIR = REPO_ROOT / ".cache" / "vllm"
 STATE_FILE = RUN_DIR / "server.json"
 SERVED_MODEL_NAME = "smollm2-135m-instruct"
 
+# Readiness polls go to loopback; an HTTP(S)_PROXY from the environment must not catch them.
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
 
 class VLLMServerError(RuntimeError):
     """The server could not be started, did not become ready, or is missing prerequisites."""
@@ -176,7 +179,7 @@ class VLLMServer:
                     f"{self.log_tail()}"
                 )
             try:
-                with urllib.request.urlopen(url, timeout=5) as response:
+                with _NO_PROXY.open(url, timeout=5) as response:
                     payload = json.loads(response.read())
                 names = [entry.get("id") for entry in payload.get("data", [])]
                 if self.served_model_name in names:
