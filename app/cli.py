@@ -62,7 +62,8 @@ def load_settings() -> Settings:
 
 
 def fail(exc: VidnavError) -> NoReturn:
-    err.print(f"[bold red]error[/] [{exc.code}] {exc.message}", highlight=False)
+    err.print(f"error [{exc.code}] {exc.message}", style="bold red", markup=False,
+              highlight=False, soft_wrap=True)
     raise typer.Exit(2 if exc.kind in USER_ERRORS else 1)
 
 
