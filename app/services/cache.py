@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
+import redis.asyncio
 
 KEY_PREFIX = "vidnav:caption:"
 LOCK_PREFIX = "vidnav:caption-lock:"
@@ -30,6 +31,12 @@ LOCK_PREFIX = "vidnav:caption-lock:"
 _UNLOCK_SCRIPT = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('del', KEYS[1])
+end
+return 0
+"""
+_EXTEND_SCRIPT = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
 end
 return 0
 """
@@ -71,67 +78,92 @@ def cache_key(content_sha256: str, version: str, node_key: str) -> str:
 
 
 class CaptionCache(Protocol):
-    """Key -> caption, plus the per-key lock single-flight uses across processes."""
+    """Key -> caption, plus the per-key lock single-flight uses across processes.
+
+    Asynchronous: the caption service calls it from the runtime's event loop, which must
+    not stall on a Redis round trip while sixteen captioner calls are in flight.
+    """
 
     inflight: dict[str, asyncio.Future[Any]]
 
-    def get(self, key: str) -> CachedCaption | None: ...
+    async def get(self, key: str) -> CachedCaption | None: ...
 
-    def put(self, key: str, value: CachedCaption) -> None: ...
+    async def put(self, key: str, value: CachedCaption) -> None: ...
 
-    def try_lock(self, key: str, ttl_s: float) -> str | None:
-        """Take the generation lock of ``key``; a token when taken, None when held elsewhere."""
+    async def lock_or_get(self, key: str, ttl_s: float
+                          ) -> tuple[str | None, CachedCaption | None]:
+        """Take the generation lock of ``key`` (a token, or None when another holds it)
+        and read the cached caption, in one round trip."""
         ...
 
-    def extend_lock(self, key: str, token: str, ttl_s: float) -> bool: ...
+    async def extend_lock(self, key: str, token: str, ttl_s: float) -> bool: ...
 
-    def unlock(self, key: str, token: str) -> None: ...
+    async def put_and_unlock(self, key: str, value: CachedCaption | None, token: str
+                             ) -> None:
+        """Cache ``value`` (unless None) and release our lock, in one round trip."""
+        ...
 
-    def is_locked(self, key: str) -> bool: ...
+    async def is_locked(self, key: str) -> bool: ...
 
-    def clear(self) -> None: ...
+    async def aclose(self) -> None: ...
 
 
 class RedisCaptionCache:
-    """Captions in Redis (no expiry: a caption never goes stale under its key)."""
+    """Captions in Redis (no expiry: a caption never goes stale under its key).
 
-    def __init__(self, client: redis.Redis) -> None:
-        self.client = client
+    The asyncio client is made on first use, inside the event loop it then belongs to.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
         self.inflight: dict[str, asyncio.Future[Any]] = {}
-        self._unlock = client.register_script(_UNLOCK_SCRIPT)
-        self._extend = client.register_script(
-            "if redis.call('get', KEYS[1]) == ARGV[1] then "
-            "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
-        )
+        self._client: redis.asyncio.Redis | None = None
 
-    def get(self, key: str) -> CachedCaption | None:
-        raw = self.client.get(KEY_PREFIX + key)
-        return None if raw is None else CachedCaption.from_json(raw)  # type: ignore[arg-type]
+    def _redis(self) -> redis.asyncio.Redis:
+        if self._client is None:
+            self._client = redis.asyncio.Redis.from_url(self.url, health_check_interval=30)
+            self._unlock = self._client.register_script(_UNLOCK_SCRIPT)
+            self._extend = self._client.register_script(_EXTEND_SCRIPT)
+        return self._client
 
-    def put(self, key: str, value: CachedCaption) -> None:
-        self.client.set(KEY_PREFIX + key, value.to_json())
+    async def get(self, key: str) -> CachedCaption | None:
+        raw = await self._redis().get(KEY_PREFIX + key)
+        return None if raw is None else CachedCaption.from_json(raw)
 
-    def try_lock(self, key: str, ttl_s: float) -> str | None:
+    async def put(self, key: str, value: CachedCaption) -> None:
+        await self._redis().set(KEY_PREFIX + key, value.to_json())
+
+    async def lock_or_get(self, key: str, ttl_s: float
+                          ) -> tuple[str | None, CachedCaption | None]:
         token = uuid.uuid4().hex
-        taken = self.client.set(LOCK_PREFIX + key, token, nx=True, px=max(1, int(ttl_s * 1000)))
-        return token if taken else None
+        async with self._redis().pipeline(transaction=False) as pipe:
+            pipe.set(LOCK_PREFIX + key, token, nx=True, px=max(1, int(ttl_s * 1000)))
+            pipe.get(KEY_PREFIX + key)
+            taken, raw = await pipe.execute()
+        cached = None if raw is None else CachedCaption.from_json(raw)
+        return (token if taken else None), cached
 
-    def extend_lock(self, key: str, token: str, ttl_s: float) -> bool:
-        return bool(self._extend(keys=[LOCK_PREFIX + key], args=[token, int(ttl_s * 1000)]))
+    async def extend_lock(self, key: str, token: str, ttl_s: float) -> bool:
+        self._redis()
+        return bool(await self._extend(keys=[LOCK_PREFIX + key],
+                                       args=[token, max(1, int(ttl_s * 1000))]))
 
-    def unlock(self, key: str, token: str) -> None:
-        self._unlock(keys=[LOCK_PREFIX + key], args=[token])
+    async def put_and_unlock(self, key: str, value: CachedCaption | None, token: str
+                             ) -> None:
+        client = self._redis()
+        async with client.pipeline(transaction=False) as pipe:
+            if value is not None:
+                pipe.set(KEY_PREFIX + key, value.to_json())
+            await self._unlock(keys=[LOCK_PREFIX + key], args=[token], client=pipe)
+            await pipe.execute()
 
-    def is_locked(self, key: str) -> bool:
-        return bool(self.client.exists(LOCK_PREFIX + key))
+    async def is_locked(self, key: str) -> bool:
+        return bool(await self._redis().exists(LOCK_PREFIX + key))
 
-    def clear(self) -> None:
-        """Drop every cached caption (not the locks); used by tests and operators."""
-        for prefix in (KEY_PREFIX,):
-            batch = list(self.client.scan_iter(match=prefix + "*", count=500))
-            while batch:
-                self.client.delete(*batch[:500])
-                batch = batch[500:]
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
 
 class MemoryCaptionCache:
@@ -144,28 +176,33 @@ class MemoryCaptionCache:
         self._locks: dict[str, tuple[str, float]] = {}
         self._mutex = threading.Lock()
 
-    def get(self, key: str) -> CachedCaption | None:
+    async def get(self, key: str) -> CachedCaption | None:
         with self._mutex:
             return self._values.get(key)
 
-    def put(self, key: str, value: CachedCaption) -> None:
+    async def put(self, key: str, value: CachedCaption) -> None:
+        self._put(key, value)
+
+    def _put(self, key: str, value: CachedCaption) -> None:
         with self._mutex:
             if len(self._values) >= self.max_entries and key not in self._values:
                 # The database keeps every caption; dropping the oldest entry is harmless.
                 self._values.pop(next(iter(self._values)))
             self._values[key] = value
 
-    def try_lock(self, key: str, ttl_s: float) -> str | None:
+    async def lock_or_get(self, key: str, ttl_s: float
+                          ) -> tuple[str | None, CachedCaption | None]:
         now = time.monotonic()
         with self._mutex:
+            cached = self._values.get(key)
             held = self._locks.get(key)
             if held is not None and held[1] > now:
-                return None
+                return None, cached
             token = uuid.uuid4().hex
             self._locks[key] = (token, now + ttl_s)
-            return token
+            return token, cached
 
-    def extend_lock(self, key: str, token: str, ttl_s: float) -> bool:
+    async def extend_lock(self, key: str, token: str, ttl_s: float) -> bool:
         with self._mutex:
             held = self._locks.get(key)
             if held is None or held[0] != token:
@@ -173,17 +210,20 @@ class MemoryCaptionCache:
             self._locks[key] = (token, time.monotonic() + ttl_s)
             return True
 
-    def unlock(self, key: str, token: str) -> None:
+    async def put_and_unlock(self, key: str, value: CachedCaption | None, token: str
+                             ) -> None:
+        if value is not None:
+            self._put(key, value)
         with self._mutex:
             held = self._locks.get(key)
             if held is not None and held[0] == token:
                 del self._locks[key]
 
-    def is_locked(self, key: str) -> bool:
+    async def is_locked(self, key: str) -> bool:
         with self._mutex:
             held = self._locks.get(key)
             return held is not None and held[1] > time.monotonic()
 
-    def clear(self) -> None:
+    async def aclose(self) -> None:
         with self._mutex:
             self._values.clear()

@@ -223,16 +223,16 @@ async def obtain_caption(
     """The caption of ``node``: cache, then database, then generated exactly once.
 
     ``known_missing``: the caller has just seen no row for the node (a batch reads all its
-    rows at once), so the lookups before taking the lock are skipped."""
+    rows at once), so the database is not asked again before taking the lock."""
     cache = runtime.caption_cache
     key = ctx.key(node)
     if not known_missing:
-        hit = cache.get(key)
+        hit = await cache.get(key)
         if hit is not None:
             return _served(node, hit)
         rows = await asyncio.to_thread(_read_rows, runtime, ctx, [node_key(node)])
         if rows:
-            cache.put(key, rows[node_key(node)])
+            await cache.put(key, rows[node_key(node)])
             return _served(node, rows[node_key(node)])
 
     pending = cache.inflight.get(key)
@@ -242,7 +242,7 @@ async def obtain_caption(
     future: asyncio.Future[CaptionResult] = asyncio.get_running_loop().create_future()
     cache.inflight[key] = future
     try:
-        result = await _generate_once(runtime, ctx, node, key, load_frames, known_missing)
+        result = await _generate_once(runtime, ctx, node, key, load_frames)
     except BaseException as exc:
         future.set_exception(exc)
         future.exception()  # retrieved here; the waiters still receive it
@@ -261,59 +261,58 @@ def _served(node: NodeId, value: CachedCaption) -> CaptionResult:
 
 async def _generate_once(
     runtime: Runtime, ctx: VideoContext, node: NodeId, key: str,
-    load_frames: Callable[[], Awaitable[NodeFrames]], known_missing: bool,
+    load_frames: Callable[[], Awaitable[NodeFrames]],
 ) -> CaptionResult:
     """Generate under the cross-process lock, or wait for the process that holds it."""
     cache = runtime.caption_cache
     settings = runtime.settings
     deadline = time.monotonic() + settings.caption_wait_s
     while True:
-        token = cache.try_lock(key, settings.caption_lock_ttl_s)
+        token, hit = await cache.lock_or_get(key, settings.caption_lock_ttl_s)
         if token is not None:
+            stored: CachedCaption | None = hit
             try:
-                return await _generate_locked(runtime, ctx, node, key, token, load_frames,
-                                              known_missing)
+                if hit is not None:
+                    # Made by another process between our miss and the lock: whoever
+                    # makes a caption caches it, so the cache alone answers this.
+                    return _served(node, hit)
+                result = await _generate_locked(runtime, ctx, node, key, token, load_frames)
+                stored = CachedCaption(result.caption, result.frame_times)
+                return result
             finally:
-                cache.unlock(key, token)
-        while cache.is_locked(key):
+                await cache.put_and_unlock(key, stored, token)
+        if hit is not None:
+            return _served(node, hit)
+        while await cache.is_locked(key):
             if time.monotonic() > deadline:
                 raise Unavailable(
                     f"caption of node {node_key(node)} was not produced within "
                     f"{settings.caption_wait_s:.0f} s by the worker generating it",
                     code="caption_wait_timeout")
             await asyncio.sleep(_POLL_S)
-            hit = cache.get(key)
+            hit = await cache.get(key)
             if hit is not None:
                 return _served(node, hit)
         rows = await asyncio.to_thread(_read_rows, runtime, ctx, [node_key(node)])
         if rows:
-            cache.put(key, rows[node_key(node)])
+            await cache.put(key, rows[node_key(node)])
             return _served(node, rows[node_key(node)])
         # The holder gave up (failed or died) without a caption: try ourselves.
 
 
 async def _generate_locked(
     runtime: Runtime, ctx: VideoContext, node: NodeId, key: str, token: str,
-    load_frames: Callable[[], Awaitable[NodeFrames]], known_missing: bool,
+    load_frames: Callable[[], Awaitable[NodeFrames]],
 ) -> CaptionResult:
+    """Caption the node while holding its lock (kept alive while the model works) and
+    store the row; the caller caches the result and releases the lock."""
     cache = runtime.caption_cache
-    # Finished by another process between our miss and taking the lock? Whoever makes a
-    # caption caches it, so after a fresh miss in the rows the cache answers that alone.
-    if known_missing:
-        hit = cache.get(key)
-        if hit is not None:
-            return _served(node, hit)
-    else:
-        rows = await asyncio.to_thread(_read_rows, runtime, ctx, [node_key(node)])
-        if rows:
-            cache.put(key, rows[node_key(node)])
-            return _served(node, rows[node_key(node)])
     ttl = runtime.settings.caption_lock_ttl_s
 
     async def keep_lock() -> None:
         while True:
             await asyncio.sleep(ttl / 3)
-            cache.extend_lock(key, token, ttl)
+            await cache.extend_lock(key, token, ttl)
 
     keeper = asyncio.create_task(keep_lock())
     try:
@@ -330,7 +329,6 @@ async def _generate_locked(
             await keeper
     stored = await asyncio.to_thread(
         _insert_row, runtime, ctx, node, frames, output.text, output.raw_reply, output.usage)
-    cache.put(key, stored)
     return CaptionResult(node=node, caption=stored.caption, frame_times=stored.frame_times,
                          cached=False, usage=output.usage, raw_reply=output.raw_reply)
 

@@ -140,10 +140,12 @@ class Runtime:
         close_queue = getattr(self._queue, "close", None)
         if close_queue is not None:
             close_queue()
+        # Closing must not hide the error that brought the process down.
         if self._models is not None:
-            # Closing must not hide the error that brought the process down.
             with contextlib.suppress(Exception):
                 self.background.run(self._models.aclose(), timeout=10)
+        with contextlib.suppress(Exception):
+            self.background.run(self.caption_cache.aclose(), timeout=10)
         self.background.stop()
         close_events = getattr(self.events, "close", None)
         if close_events is not None:
@@ -176,7 +178,7 @@ def build_runtime(
     cache: CaptionCache
     if settings.redis_url:
         client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
-        cache = RedisCaptionCache(client)
+        cache = RedisCaptionCache(settings.redis_url)
     else:
         cache = MemoryCaptionCache()
     runtime = Runtime(
