@@ -25,6 +25,17 @@ from app.services import jobs
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
 AUTH_ERRORS = (401, 422, 429)
+# One server-sent event (OpenAPI 3.1: the schema of an event stream describes each event).
+SSE_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["round", "result", "error"]},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "description": "round: a TraceRound; result: a Job; error: an Error"},
+        "id": {"type": "string", "description": "The round index (round events)"},
+    },
+}
 
 
 @router.get("", response_model=JobList, summary="List jobs, newest first",
@@ -60,7 +71,7 @@ def get_trace(job_id: uuid.UUID, tenant: Tenant, uow: UoW) -> TracePublic:
     responses={
         200: {"description": "`round` events (a TraceRound each, `id` = round index), then "
                              "one `result` event (a Job); `: keep-alive` comments between",
-              "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+              "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}}},
         **error_responses(404, *AUTH_ERRORS),
     },
 )

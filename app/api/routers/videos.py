@@ -105,7 +105,8 @@ async def upload_video(request: Request, tenant: Tenant, uow: UoW, state: State)
             responses=error_responses(*AUTH_ERRORS))
 def list_videos(
     tenant: Tenant, uow: UoW, status: VideoStatus | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
 ) -> VideoList:
     rows = videos.list_videos(uow.session, tenant.tenant_id, status=status, limit=limit + 1,
                               offset=offset)
