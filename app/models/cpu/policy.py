@@ -137,11 +137,12 @@ class RetrievalPolicy:
         return start, start + length
 
     def _child_at(self, node: NodeId, at: float | None, state: NavigationState) -> NodeId | None:
-        """The child of ``node`` covering time ``at``; None when ``at`` is not inside it."""
+        """The child of ``node`` covering time ``at`` (the nearest one for a line of speech
+        that began before the node); None without a time."""
         if at is None or state.width < 1:
             return None
         start, end = self._span(node, state)
-        if not start - 0.5 <= at <= end + 0.5 or end <= start:
+        if end <= start:
             return None
         index = math.floor((at - start) / (end - start) * state.width) + 1
         return (*node, min(max(index, 1), state.width))

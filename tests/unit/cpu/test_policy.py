@@ -115,3 +115,14 @@ def test_replies_follow_the_protocol() -> None:
     )
     call = parse_tool_call(parse_reply(policy.decide(quoted)).tool or "", 4)
     assert call.name == "video_qa" and call.query == 'What is "it"? Second line'
+
+
+def test_times_map_to_the_child_holding_them() -> None:
+    policy = RetrievalPolicy()
+    state = NavigationState(question="q", options=(), width=4, duration=240.0,
+                            spans={(1, 3): (30.0, 45.0)})
+    assert policy._child_at((1, 3), 41.0, state) == (1, 3, 3)
+    # A line of speech that began before the node (and runs into it): its first child.
+    assert policy._child_at((1, 3), 28.0, state) == (1, 3, 1)
+    assert policy._child_at((2,), 75.0, state) == (2, 2)  # spans of unseen nodes: equal slices
+    assert policy._child_at((1, 3), None, state) is None
