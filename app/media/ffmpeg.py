@@ -9,6 +9,7 @@ lists, image sequences and URLs inside a file are refused by ffmpeg itself.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 from app.errors import ErrorKind, VidnavError
 
@@ -109,7 +111,7 @@ def _which(name: str) -> Path | None:
 
 def _imageio_ffmpeg() -> Path | None:
     try:
-        import imageio_ffmpeg  # type: ignore[import-not-found]
+        import imageio_ffmpeg
     except ImportError:
         return None
     try:
@@ -199,8 +201,7 @@ def run_tool(args: Sequence[str], *, timeout_s: float, max_stdout: int, what: st
     overflow = threading.Event()
 
     def read_stdout() -> None:
-        stream = proc.stdout
-        assert stream is not None
+        stream = cast(io.BufferedReader, proc.stdout)
         while chunk := stream.read1(1 << 20):
             if len(out) + len(chunk) > max_stdout:
                 out.extend(chunk[: max_stdout - len(out)])
@@ -210,8 +211,7 @@ def run_tool(args: Sequence[str], *, timeout_s: float, max_stdout: int, what: st
             out.extend(chunk)
 
     def read_stderr() -> None:
-        stream = proc.stderr
-        assert stream is not None
+        stream = cast(io.BufferedReader, proc.stderr)
         while chunk := stream.read1(1 << 16):
             err.extend(chunk)
             if len(err) > 2 * STDERR_TAIL_BYTES:
