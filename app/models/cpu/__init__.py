@@ -29,7 +29,9 @@ def cpu_policy(settings: Settings) -> RetrievalPolicy:
 
 
 def cpu_captioner(settings: Settings) -> CPUCaptioner:
-    return CPUCaptioner()
+    return CPUCaptioner(
+        frame_counts=(settings.high_frames, settings.medium_frames, settings.low_frames)
+    )
 
 
 def cpu_frame_qa(settings: Settings) -> CPUFrameQA:

@@ -110,9 +110,11 @@ class CPUCaptioner:
     def __init__(
         self, *, reader: FrameReader | None = None,
         ocr_frames: tuple[int, int, int] = DEFAULT_OCR_FRAMES,
+        frame_counts: tuple[int, int, int] = (64, 32, 16),
     ) -> None:
         self._reader = reader
         self.ocr_frames = ocr_frames
+        self.frame_counts = frame_counts  # frames per level it is given: they decide the facts
 
     @property
     def reader(self) -> FrameReader:
@@ -126,6 +128,7 @@ class CPUCaptioner:
         parts = {
             "model": MODEL_NAME, "format": CAPTION_FORMAT_VERSION,
             "ocr": package_version("rapidocr-onnxruntime"), "ocr_frames": self.ocr_frames,
+            "frames": self.frame_counts,
         }
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -57,6 +57,7 @@ async def test_silent_node_says_so() -> None:
 def test_config_version_is_stable_and_tracks_sampling() -> None:
     assert CPUCaptioner().config_version == CPUCaptioner().config_version
     assert CPUCaptioner().config_version != CPUCaptioner(ocr_frames=(1, 1, 1)).config_version
+    assert CPUCaptioner().config_version != CPUCaptioner(frame_counts=(8, 8, 8)).config_version
 
 
 async def test_bad_frames_are_a_typed_error() -> None:
