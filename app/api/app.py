@@ -38,8 +38,8 @@ def create_app(
         registry.register(JobMetricsCollector(rt.session_factory))
         app.state.api = ApiState(
             runtime=rt, authenticator=Authenticator(rt.session_factory, ttl_s=auth_cache_ttl_s),
-            limiter=RateLimiter(rt.redis), sse_heartbeat_s=sse_heartbeat_s,
-            sse_poll_s=sse_poll_s, extra={"registry": registry},
+            limiter=RateLimiter(rt.redis, url=rt.settings.redis_url),
+            sse_heartbeat_s=sse_heartbeat_s, sse_poll_s=sse_poll_s, extra={"registry": registry},
         )
 
     @asynccontextmanager

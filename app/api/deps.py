@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -15,6 +16,7 @@ from app.services.auth import Authenticator, TenantContext, parse_bearer
 from app.services.ratelimit import RateLimited, RateLimiter
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Declared for OpenAPI only (the "Authorize" button); parsing is ours, for our error shape.
 bearer_scheme = HTTPBearer(auto_error=False, description="A tenant API key: `Bearer vn_...`")
@@ -37,19 +39,35 @@ def api_state(request: Request) -> ApiState:
     return state
 
 
-def current_tenant(
+async def current_tenant(
     request: Request,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
 ) -> TenantContext:
-    """The tenant behind the Bearer key; counts the request against its rate limit."""
+    """The tenant behind the Bearer key; counts the request against its rate limit.
+
+    Runs on the event loop: a recently seen key and the Redis counter need no thread.
+    """
     state = api_state(request)
-    tenant = state.authenticator(parse_bearer(request.headers.get("authorization")))
+    key = parse_bearer(request.headers.get("authorization"))
+    tenant = state.authenticator.cached(key)
+    if tenant is None:
+        tenant = await run_in_threadpool(state.authenticator, key)
     limit = tenant.rate_limit_per_minute or state.runtime.settings.rate_limit_per_minute
-    decision = state.limiter.hit(tenant.tenant_id, limit)
+    decision = await state.limiter.ahit(tenant.tenant_id, limit)
     request.state.rate_limit_headers = decision.headers()
     if not decision.allowed:
         raise RateLimited(decision)
     return tenant
+
+
+async def read_only(state: ApiState, fn: Callable[[Session], T]) -> T:
+    """Run ``fn`` with a session in a worker thread, for reads with nothing to commit."""
+
+    def run() -> T:
+        with state.runtime.session_factory() as session:
+            return fn(session)
+
+    return await run_in_threadpool(run)
 
 
 class UnitOfWork:

@@ -69,6 +69,12 @@ class Authenticator:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, TenantContext]] = {}
 
+    def cached(self, key: str) -> TenantContext | None:
+        """The key's tenant if authenticated within the TTL (no I/O: safe on the event loop)."""
+        with self._lock:
+            hit = self._cache.get(hash_api_key(key))
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
     def __call__(self, key: str) -> TenantContext:
         digest = hash_api_key(key)
         now = time.monotonic()

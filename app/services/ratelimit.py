@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 
 import redis
+import redis.asyncio
 
 from app.errors import VidnavError
 
@@ -45,29 +48,69 @@ class RateLimited(VidnavError):
 
 
 class RateLimiter:
-    """Counts requests per tenant per window; shared across processes when Redis is given."""
+    """Counts requests per tenant per window; shared across processes when Redis is given.
 
-    def __init__(self, client: redis.Redis | None, *, window_s: int = 60) -> None:
+    ``hit`` is for threads; ``ahit`` for the event loop (an asyncio Redis client per loop,
+    made from ``url``), so the API's hot path needs no thread hop.
+    """
+
+    def __init__(self, client: redis.Redis | None, *, url: str | None = None,
+                 window_s: int = 60) -> None:
         self._redis = client
+        self._url = url if client is not None else None
         self._window = window_s
         self._lock = threading.Lock()
         self._counts: dict[tuple[uuid.UUID, int], int] = {}
+        self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
+                                                       redis.asyncio.Redis] = (
+            weakref.WeakKeyDictionary())
+
+    def _window_now(self) -> tuple[int, int]:
+        now = time.time()
+        window = int(now // self._window)
+        return window, max(1, math.ceil((window + 1) * self._window - now))
+
+    def _key(self, tenant_id: uuid.UUID, window: int) -> str:
+        return f"vidnav:ratelimit:{tenant_id}:{window}"
+
+    def _count_in_memory(self, tenant_id: uuid.UUID, window: int) -> int:
+        with self._lock:
+            if len(self._counts) > 10_000:
+                self._counts = {k: v for k, v in self._counts.items() if k[1] == window}
+            count = self._counts.get((tenant_id, window), 0) + 1
+            self._counts[(tenant_id, window)] = count
+        return count
 
     def hit(self, tenant_id: uuid.UUID, limit: int) -> RateLimitDecision:
         """Count one request and say whether it is allowed."""
-        now = time.time()
-        window = int(now // self._window)
-        reset = max(1, math.ceil((window + 1) * self._window - now))
+        window, reset = self._window_now()
         if self._redis is not None:
-            key = f"vidnav:ratelimit:{tenant_id}:{window}"
             pipe = self._redis.pipeline(transaction=False)
-            pipe.incr(key)
-            pipe.expire(key, self._window + 1)
+            pipe.incr(self._key(tenant_id, window))
+            pipe.expire(self._key(tenant_id, window), self._window + 1)
             count = int(pipe.execute()[0])
         else:
-            with self._lock:
-                if len(self._counts) > 10_000:
-                    self._counts = {k: v for k, v in self._counts.items() if k[1] == window}
-                count = self._counts.get((tenant_id, window), 0) + 1
-                self._counts[(tenant_id, window)] = count
+            count = self._count_in_memory(tenant_id, window)
         return RateLimitDecision(count <= limit, limit, max(0, limit - count), reset)
+
+    async def ahit(self, tenant_id: uuid.UUID, limit: int) -> RateLimitDecision:
+        """``hit`` from a coroutine."""
+        if self._redis is None or self._url is None:
+            return self.hit(tenant_id, limit)  # in memory: no I/O to wait for
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            client = redis.asyncio.Redis.from_url(self._url)
+            self._async_clients[loop] = client
+        window, reset = self._window_now()
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.incr(self._key(tenant_id, window))
+            pipe.expire(self._key(tenant_id, window), self._window + 1)
+            count = int((await pipe.execute())[0])
+        return RateLimitDecision(count <= limit, limit, max(0, limit - count), reset)
+
+    async def aclose(self) -> None:
+        """Close this loop's asyncio client (call from the loop that used it)."""
+        client = self._async_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.aclose()

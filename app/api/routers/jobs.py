@@ -5,10 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
 
-from app.api.deps import State, Tenant, UoW
+from app.api.deps import State, Tenant, UoW, read_only
 from app.api.errors import error_responses
 from app.api.schemas import (
     JobList,
@@ -52,8 +52,11 @@ def list_jobs(
 
 @router.get("/{job_id}", response_model=JobPublic, summary="Get a job",
             responses=error_responses(404, *AUTH_ERRORS))
-def get_job(job_id: uuid.UUID, tenant: Tenant, uow: UoW) -> JobPublic:
-    return JobPublic.of(jobs.get_job(uow.session, tenant.tenant_id, job_id))
+async def get_job(job_id: uuid.UUID, tenant: Tenant, state: State) -> Response:
+    # The dashboards' polling path: one thread hop, and the model serialised once.
+    body = await read_only(state, lambda session: JobPublic.of(
+        jobs.get_job(session, tenant.tenant_id, job_id)).model_dump_json())
+    return Response(body, media_type="application/json")
 
 
 @router.get("/{job_id}/trace", response_model=TracePublic, summary="A job's rounds in order",
