@@ -13,6 +13,7 @@ from app.api.deps import ApiState
 from app.api.errors import install_error_handlers
 from app.api.middleware import RequestMetricsMiddleware
 from app.api.routers import jobs, system, videos
+from app.db.repositories import AsyncJobReader
 from app.services.auth import Authenticator
 from app.services.metrics import HttpMetrics, JobMetricsCollector
 from app.services.ratelimit import RateLimiter
@@ -36,16 +37,28 @@ def create_app(
 
     def attach(app: FastAPI, rt: Any) -> None:
         registry.register(JobMetricsCollector(rt.session_factory))
+        url = rt.settings.database_url
+        reader = AsyncJobReader(url) if url and url.startswith("postgresql") else None
         app.state.api = ApiState(
+            job_reader=reader,
             runtime=rt, authenticator=Authenticator(rt.session_factory, ttl_s=auth_cache_ttl_s),
             limiter=RateLimiter(rt.redis, url=rt.settings.redis_url),
             sse_heartbeat_s=sse_heartbeat_s, sse_poll_s=sse_poll_s, extra={"registry": registry},
         )
 
+    async def close_loop_resources(app: FastAPI) -> None:
+        state: ApiState = app.state.api
+        await state.limiter.aclose()
+        if state.job_reader is not None:
+            await state.job_reader.aclose()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if runtime is not None:
-            yield
+            try:
+                yield
+            finally:
+                await close_loop_resources(app)
             return
         from app.services.runtime import build_runtime
         from app.settings import get_settings
@@ -55,6 +68,7 @@ def create_app(
         try:
             yield
         finally:
+            await close_loop_resources(app)
             built.close()
 
     app = FastAPI(title="vidnav", version=API_VERSION, description=DESCRIPTION,

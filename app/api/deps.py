@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from app.db.repositories import AsyncJobReader
 from app.services.auth import Authenticator, TenantContext, parse_bearer
 from app.services.ratelimit import RateLimited, RateLimiter
 
@@ -31,12 +32,18 @@ class ApiState:
     limiter: RateLimiter
     sse_heartbeat_s: float
     sse_poll_s: float
+    job_reader: AsyncJobReader | None = None  # Postgres only; else reads go to a thread
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 def api_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.api
     return state
+
+
+async def api_state_dependency(request: Request) -> ApiState:
+    # async: a plain function dependency would cost a thread-pool hop per request.
+    return api_state(request)
 
 
 async def current_tenant(
@@ -114,4 +121,4 @@ Tenant = Annotated[TenantContext, Depends(current_tenant)]
 # scope="function": commit before the response is sent, so a client never sees an
 # uncommitted row and a failed commit becomes an error response.
 UoW = Annotated[UnitOfWork, Depends(unit_of_work, scope="function")]
-State = Annotated[ApiState, Depends(api_state)]
+State = Annotated[ApiState, Depends(api_state_dependency)]

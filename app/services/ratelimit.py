@@ -103,10 +103,11 @@ class RateLimiter:
             client = redis.asyncio.Redis.from_url(self._url)
             self._async_clients[loop] = client
         window, reset = self._window_now()
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.incr(self._key(tenant_id, window))
-            pipe.expire(self._key(tenant_id, window), self._window + 1)
-            count = int((await pipe.execute())[0])
+        key = self._key(tenant_id, window)
+        count = int(await client.incr(key))
+        if count == 1:
+            # The window's first request sets the expiry: one round trip for all the others.
+            await client.expire(key, self._window + 1)
         return RateLimitDecision(count <= limit, limit, max(0, limit - count), reset)
 
     async def aclose(self) -> None:

@@ -17,7 +17,7 @@ from app.settings import Settings
 
 @pytest.fixture
 async def embedded(tmp_path: Path, queue) -> AsyncIterator[tuple[httpx.AsyncClient, dict]]:  # type: ignore[no-untyped-def]
-    settings = Settings(data_dir=tmp_path / "embedded", rate_limit_per_minute=5)
+    settings = Settings(data_dir=tmp_path / "embedded", rate_limit_per_minute=6)
     migrate.upgrade(settings)
     runtime = build_runtime(settings, queue=queue)
     assert runtime.redis is None
@@ -50,7 +50,10 @@ async def test_embedded_api_round_trip(embedded, small_video, queue):  # type: i
     assert retry.json()["id"] == job.json()["id"]
     cancelled = await client.post(f"/v1/jobs/{job.json()['id']}/cancel", headers=headers)
     assert cancelled.json()["status"] == "cancelled"
-    # Five requests so far: the in-memory rate limiter refuses the sixth.
+    # Read back through the thread-pool path (no asyncio Postgres reader on SQLite).
+    fetched = await client.get(f"/v1/jobs/{job.json()['id']}", headers=headers)
+    assert fetched.json() == cancelled.json()
+    # Six requests so far: the in-memory rate limiter refuses the seventh.
     limited = await client.get("/v1/jobs", headers=headers)
     assert limited.status_code == 429
     assert [c[0] for c in queue.calls] == ["ingest", "navigate"]
