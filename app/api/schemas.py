@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from app.db.models import Job, Subtitle, TraceStep, Video, WebhookDelivery
+
+
+def _as_utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes; vidnav stores UTC everywhere.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
 
 JobStatus = Literal["queued", "running", "succeeded", "no_answer", "failed", "cancelled"]
 VideoStatus = Literal["uploaded", "ingesting", "captioning", "ready", "failed"]
@@ -51,8 +59,8 @@ class VideoPublic(BaseModel):
     caption_mode: str
     captions: CaptionProgress
     error: ErrorInfo | None
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
     @classmethod
     def of(cls, video: Video) -> VideoPublic:
@@ -87,7 +95,7 @@ class SubtitlePublic(BaseModel):
     format: str
     language: str | None
     line_count: int
-    created_at: datetime
+    created_at: Timestamp
 
     @classmethod
     def of(cls, row: Subtitle) -> SubtitlePublic:
@@ -152,9 +160,9 @@ class JobPublic(BaseModel):
     summary: dict[str, Any] | None = Field(description="Trace summary once finished")
     callback_url: str | None
     cancel_requested: bool
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
 
     @classmethod
     def of(cls, job: Job) -> JobPublic:
@@ -182,7 +190,7 @@ class TraceRoundPublic(BaseModel):
     start_s: float | None
     end_s: float | None
     round: dict[str, Any] = Field(description="The round as the navigator recorded it")
-    created_at: datetime
+    created_at: Timestamp
 
     @classmethod
     def of(cls, step: TraceStep) -> TraceRoundPublic:
@@ -206,8 +214,8 @@ class WebhookDeliveryPublic(BaseModel):
     attempts: int
     status_code: int | None
     error: str | None
-    created_at: datetime
-    delivered_at: datetime | None
+    created_at: Timestamp
+    delivered_at: Timestamp | None
 
     @classmethod
     def of(cls, row: WebhookDelivery) -> WebhookDeliveryPublic:

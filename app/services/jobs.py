@@ -8,7 +8,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -122,7 +122,10 @@ def get_job(session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job:
 
 
 def encode_cursor(job: Job) -> str:
-    raw = f"{job.created_at.isoformat()}|{job.id}"
+    created = job.created_at
+    if created.tzinfo is None:  # SQLite returns naive datetimes; they are UTC
+        created = created.replace(tzinfo=UTC)
+    raw = f"{created.isoformat()}|{job.id}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 

@@ -17,7 +17,7 @@ from app.settings import Settings
 
 @pytest.fixture
 async def embedded(tmp_path: Path, queue) -> AsyncIterator[tuple[httpx.AsyncClient, dict]]:  # type: ignore[no-untyped-def]
-    settings = Settings(data_dir=tmp_path / "embedded", rate_limit_per_minute=6)
+    settings = Settings(data_dir=tmp_path / "embedded", rate_limit_per_minute=9)
     migrate.upgrade(settings)
     runtime = build_runtime(settings, queue=queue)
     assert runtime.redis is None
@@ -50,12 +50,21 @@ async def test_embedded_api_round_trip(embedded, small_video, queue):  # type: i
     assert retry.json()["id"] == job.json()["id"]
     cancelled = await client.post(f"/v1/jobs/{job.json()['id']}/cancel", headers=headers)
     assert cancelled.json()["status"] == "cancelled"
+    # Cursor pages work on SQLite's naive timestamps too.
+    other = await client.post(f"/v1/videos/{video_id}/questions", headers=headers,
+                              json={"question": "And then?"})
+    page1 = (await client.get("/v1/jobs?limit=1", headers=headers)).json()
+    page2 = (await client.get(f"/v1/jobs?limit=1&cursor={page1['next_cursor']}",
+                              headers=headers)).json()
+    assert [j["id"] for j in page1["items"] + page2["items"]] == [other.json()["id"],
+                                                                  job.json()["id"]]
+    assert page2["next_cursor"] is None
     # Read back through the thread-pool path (no asyncio Postgres reader on SQLite).
     fetched = await client.get(f"/v1/jobs/{job.json()['id']}", headers=headers)
     assert fetched.json() == cancelled.json()
-    # Six requests so far: the in-memory rate limiter refuses the seventh.
+    # Nine requests so far: the in-memory rate limiter refuses the tenth.
     limited = await client.get("/v1/jobs", headers=headers)
     assert limited.status_code == 429
-    assert [c[0] for c in queue.calls] == ["ingest", "navigate"]
+    assert [c[0] for c in queue.calls] == ["ingest", "navigate", "navigate"]
     metrics = await client.get("/metrics")
     assert 'vidnav_jobs{status="cancelled"} 1.0' in metrics.text
