@@ -216,7 +216,9 @@ class RetrievalPolicy:
         if state.options:
             letter, why = self._choose_option(state, ranked)
             return f"<think>{think} {why}</think>\n<answer>{letter}</answer>"
-        best = next((e for e in ranked if e.confirmed), ranked[0])
+        # The best statement wherever it was read (a coarse caption may have read a frame no
+        # finer one did); among equal statements the ranking puts the finest node first.
+        best = ranked[0]
         start, end = self._span(best.node, state)
         answer = (f"{' '.join(best.statement.text.split())} "
                   f"(from {start:.1f}s to {end:.1f}s, segment {_fmt(best.node)})")
