@@ -305,6 +305,13 @@ def main() -> None:
         f"(target < {MEMORY_TARGET_MB:.0f} MB: {met(growth_mb < MEMORY_TARGET_MB)}). "
         f"Load average at the end: {load}.", "",
     ])
+    if ratio < THROUGHPUT_TARGET or job_p99 >= P99_TARGET_MS:
+        section += (
+            "\nWhy the read path lags: beyond FastAPI's own work it makes a Redis round trip "
+            "(the tenant's rate-limit counter) and a Postgres round trip per request, and "
+            "Postgres, Redis, wrk and both servers share the same CPUs with other jobs; the "
+            "trivial endpoint's own p99 above shows how loaded they were.\n"
+        )
     print(section)
     if not args.no_write:
         write_section(section)
