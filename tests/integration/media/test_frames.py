@@ -33,7 +33,8 @@ def test_frames_read_alone_are_the_frames_asked_for(
     count = reader.probe.num_frames
     # Each index alone: every position in the first keyframe intervals, both sides of the
     # VFR jumps at 30 and 60, then a stride to the last frame.
-    indices = sorted({*range(min(count, 32)), *range(32, count, 9), 59, 60, 61, count - 1})
+    indices = sorted({*range(min(count, 32)), *range(32, count, 9), 59, 60, 61, count - 1}
+                     & set(range(count)))
     wrong = [(i, got) for i in indices if (got := read_index(reader.read([i], 48)[0])) != i]
     assert wrong == []
 

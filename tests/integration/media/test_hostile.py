@@ -136,13 +136,17 @@ def test_a_file_that_never_ends_is_killed_by_the_timeout(tmp_path: Path, mpegts:
     clip = mpegts.read_bytes()
 
     def feed() -> None:
-        # Opening blocks until ffprobe opens the other end; then a valid stream, forever.
-        with open(fifo, "wb") as out:  # noqa: PTH123 - a FIFO, not a regular file
+        try:
+            fd = os.open(fifo, os.O_WRONLY)  # blocks until ffprobe opens the other end
+        except OSError:
+            return
+        try:
             while not stop.is_set():
-                try:
-                    out.write(clip)
-                except BrokenPipeError:
-                    return
+                os.write(fd, clip)  # a valid stream, forever
+        except OSError:
+            pass  # ffprobe was killed: the pipe broke
+        finally:
+            os.close(fd)
 
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
@@ -156,6 +160,10 @@ def test_a_file_that_never_ends_is_killed_by_the_timeout(tmp_path: Path, mpegts:
             run_tool(args, timeout_s=1.5, max_stdout=1 << 20, what="probing the video")
     finally:
         stop.set()
+        # Release a feeder still waiting in open() so the thread ends with the test.
+        unblock = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        feeder.join(timeout=5)
+        os.close(unblock)
     assert error.value.code == "media_timeout"
     assert time.monotonic() - started < 8
     leftover = {p.pid for p in psutil.Process().children(recursive=True)} - before
