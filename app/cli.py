@@ -177,6 +177,27 @@ def _video_state(runtime: Runtime, video_id: uuid.UUID) -> tuple[str, int, int, 
         return video.status, video.captions_done, video.captions_total, video.error
 
 
+class StallGuard:
+    """Raises when a watched state stops changing for too long: a task that died without
+    recording it (or no worker consuming the queue) must not leave the command waiting."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.state: object = None
+        self.since = time.monotonic()
+
+    def check(self, state: object, limit_s: float) -> None:
+        now = time.monotonic()
+        if state != self.state:
+            self.state, self.since = state, now
+        elif now - self.since > limit_s:
+            raise VidnavError(
+                f"{self.what} made no progress for {limit_s:.0f} s; is a worker running? "
+                "(the embedded default runs tasks in this process; see the log above)",
+                code="stalled", kind="unavailable",
+            )
+
+
 def warm_up(runtime: Runtime) -> None:
     """Load the policy's model in the background while the video is prepared."""
     warm = getattr(runtime.policy, "warm", None)
@@ -197,11 +218,16 @@ def prepare_video(runtime: Runtime, video_id: uuid.UUID, *, show: bool) -> dict[
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                   console=err, disable=not show, transient=False) as progress:
         task = progress.add_task("probing and transcribing", total=None)
+        guard = StallGuard("preparing the video")
+        settings = runtime.settings
         while True:
             status, done, total, error = _video_state(runtime, video_id)
             if status == "failed":
                 raise VidnavError(f"the video could not be prepared: {error}",
                                   code="video_failed", kind="invalid")
+            # Transcribing may take long without a visible change; one caption may not.
+            guard.check((status, done), settings.ffmpeg_timeout_s * 10 + 60
+                        if status in ("uploaded", "ingesting") else settings.caption_wait_s)
             if status in ("captioning", "ready") and ingest_s is None:
                 ingest_s = time.perf_counter() - started
                 progress.update(task, description="captioning", total=max(total, 1))
@@ -237,10 +263,15 @@ def run_question(runtime: Runtime, tenant_id: uuid.UUID, video_id: uuid.UUID, qu
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
                   console=err, disable=not show) as progress:
         task = progress.add_task("navigating", total=None)
+        guard = StallGuard("the question")
+        settings = runtime.settings
+        round_limit = settings.caption_wait_s + settings.model_timeout_s * (
+            settings.model_retries + 1)
         while True:
             with session_scope(runtime.session_factory) as session:
                 row = session.get(Job, job_id)
                 status, rounds = (row.status, row.progress_round) if row else ("failed", 0)
+            guard.check((status, rounds), round_limit)
             progress.update(task, description=f"navigating: round {rounds}")
             if status in FINISHED:
                 break

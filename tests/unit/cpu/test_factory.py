@@ -56,3 +56,4 @@ async def test_all_urls_is_remote_and_profile_cpu_overrides_them() -> None:
 def test_remote_profile_without_every_url_fails_at_start_up() -> None:
     with pytest.raises(ValueError, match="VIDNAV_PROFILE=remote"):
         Settings(_env_file=None, profile="remote", policy_base_url="http://127.0.0.1:9/v1")
+
