@@ -112,7 +112,7 @@ class RedisEventBus:
                 with contextlib.suppress(asyncio.CancelledError):
                     await pump
         finally:
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]
             await client.aclose()
 
     @staticmethod

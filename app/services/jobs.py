@@ -15,7 +15,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.db.models import Job, TraceStep, Video, WebhookDelivery, utcnow
+from app.db.base import utcnow
+from app.db.models import Job, TraceStep, Video, WebhookDelivery
 from app.errors import Conflict, InvalidInput, NotFound
 from app.services.videos import get_video
 from app.settings import Settings

@@ -124,7 +124,7 @@ class JobMetricsCollector(Collector):
                 role_calls[role] = (old[0] + calls, old[1] + seconds)
         # Every generated caption is a row with its model time, whichever process made it
         # (ingest ahead of questions, or navigation); the summaries would count only the latter.
-        role_calls["captioner"] = (int(caption_calls[0]), float(caption_calls[1]))
+        role_calls["captioner"] = (int(caption_calls[0]), float(caption_calls[1] or 0.0))
 
         latency = SummaryMetricFamily(
             "vidnav_model_latency_seconds", "Model call latency per role", labels=["role"]

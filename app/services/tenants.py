@@ -9,7 +9,8 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import ApiKey, Tenant, utcnow
+from app.db.base import utcnow
+from app.db.models import ApiKey, Tenant
 from app.errors import Conflict, InvalidInput, NotFound
 
 KEY_PREFIX = "vn_"

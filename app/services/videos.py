@@ -45,7 +45,7 @@ class UnsupportedUpload(VidnavError):
     kind = "unsupported"
 
 
-class _HashingFileTarget(BaseTarget):
+class _HashingFileTarget(BaseTarget):  # type: ignore[misc]
     """Writes one multipart file part to disk, hashing and counting it; stops past the limit."""
 
     def __init__(self, fh: BinaryIO, limit: int) -> None:

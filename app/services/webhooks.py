@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.models import Job, Tenant, WebhookDelivery, utcnow
+from app.db.base import utcnow
+from app.db.models import Job, Tenant, WebhookDelivery
 from app.errors import NotFound
 
 SIGNATURE_HEADER = "X-Vidnav-Signature"
@@ -73,7 +74,7 @@ class DeliveryResult:
 
 def retry_delay_s(attempt: int, *, base_s: float = 2.0, cap_s: float = 300.0) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based): exponential, capped."""
-    return min(cap_s, base_s * 2 ** max(0, attempt - 1))
+    return float(min(cap_s, base_s * 2 ** max(0, attempt - 1)))
 
 
 def deliver(
