@@ -3,7 +3,9 @@
 The stream subscribes to the event bus before reading the database, so no round can fall
 between the two; bus events only wake the stream, which reads rounds from the database
 (the source of truth) and skips indexes it has sent, so replayed and live rounds never
-repeat. A periodic poll covers a bus that drops messages.
+repeat. A periodic poll covers a bus that drops messages. When a redelivered job starts
+over (its ``attempts`` changes after rounds were sent), a ``restarted`` event tells the
+client to drop what it has, and the new attempt's rounds follow from index 0.
 """
 
 from __future__ import annotations
@@ -42,9 +44,18 @@ async def job_events(
 
     last = after
     last_sent = time.monotonic()
+    attempt: int | None = None
     async with runtime.events.subscribe(job_id) as subscription:
         while True:
             steps, job = await to_thread.run_sync(load, last)
+            if job is not None and attempt is not None and job.attempts != attempt and last >= 0:
+                # A redelivered job starts over and replaces its rounds: say so, then resend.
+                attempt = job.attempts
+                yield format_event("restarted", {"attempt": job.attempts})
+                last = -1
+                continue
+            if job is not None:
+                attempt = job.attempts
             for step in steps:
                 yield format_event("round", TraceRoundPublic.of(step).model_dump(mode="json"),
                                    step.round_index)

@@ -32,9 +32,10 @@ SSE_EVENT_SCHEMA = {
     "type": "object",
     "required": ["event", "data"],
     "properties": {
-        "event": {"type": "string", "enum": ["round", "result", "error"]},
+        "event": {"type": "string", "enum": ["round", "restarted", "result", "error"]},
         "data": {"type": "string", "contentMediaType": "application/json",
-                 "description": "round: a TraceRound; result: a Job; error: an Error"},
+                 "description": "round: a TraceRound; restarted: {attempt} (the job started "
+                                "over: drop its rounds so far); result: a Job; error: an Error"},
         "id": {"type": "string", "description": "The round index (round events)"},
     },
 }

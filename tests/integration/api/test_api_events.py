@@ -129,3 +129,34 @@ async def test_sse_of_cancelled_job_ends_with_result(client, tenant, job):
                                          headers=tenant.headers)).text)
     assert [e["event"] for e in events] == ["result"]
     assert events[0]["data"]["status"] == "cancelled"
+
+
+async def test_sse_tells_the_client_when_a_job_starts_over(client, tenant, runtime, job):
+    job_id = uuid.UUID(job["id"])
+    with runtime.session_factory() as session:
+        session.get(Job, job_id).attempts = 1
+        session.commit()
+    add_round(runtime, job["id"], 0)
+    add_round(runtime, job["id"], 1)
+
+    async def redeliver() -> None:
+        await asyncio.sleep(0.4)  # after the stream has sent rounds 0 and 1
+        with runtime.session_factory() as session:
+            session.query(TraceStep).filter_by(job_id=job_id).delete()
+            session.get(Job, job_id).attempts = 2
+            session.commit()
+        runtime.events.publish(job_id, {"type": "restarted", "attempt": 2})
+        with runtime.session_factory() as session:
+            session.add(TraceStep(job_id=job_id, round_index=0, kind="answer",
+                                  payload={"index": 0, "attempt": 2}))
+            session.commit()
+        finish(runtime, job["id"], "again")
+
+    writer = asyncio.create_task(redeliver())
+    response = await client.get(f"/v1/jobs/{job['id']}/events", headers=tenant.headers)
+    await writer
+    events = [e for e in parse_sse(response.text) if "comment" not in e]
+    assert [(e["event"], e["id"]) for e in events] == [
+        ("round", "0"), ("round", "1"), ("restarted", None), ("round", "0"), ("result", None)]
+    assert events[2]["data"] == {"attempt": 2}
+    assert events[3]["data"]["round"] == {"index": 0, "attempt": 2}
