@@ -26,7 +26,7 @@ from app.services import jobs
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-AUTH_ERRORS = (401, 422, 429)
+AUTH_ERRORS = (401, 422, 429, 500)
 # One server-sent event (OpenAPI 3.1: the schema of an event stream describes each event).
 SSE_EVENT_SCHEMA = {
     "type": "object",
@@ -54,7 +54,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic, summary="Get a job",
-            responses=error_responses(404, *AUTH_ERRORS))
+            responses=error_responses(404, 503, *AUTH_ERRORS))
 async def get_job(job_id: uuid.UUID, tenant: Tenant, state: State) -> Response:
     # What dashboards poll: read on the event loop where the database allows, and
     # serialise the model once.

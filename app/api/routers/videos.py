@@ -27,7 +27,7 @@ from app.services.videos import UploadTooLarge
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
-AUTH_ERRORS = (401, 422, 429)
+AUTH_ERRORS = (401, 422, 429, 500)
 # Multipart framing around the file part is small; a declared length beyond the limit by
 # more than this cannot fit and is refused before a byte is read.
 MULTIPART_SLACK_BYTES = 1 << 20
@@ -57,7 +57,7 @@ _UPLOAD_BODY = {
     "", status_code=201, response_model=VideoPublic, summary="Upload a video",
     responses={
         200: {"model": VideoPublic, "description": "The same content was uploaded before"},
-        **error_responses(400, 413, 415, *AUTH_ERRORS),
+        **error_responses(400, 413, 415, 503, *AUTH_ERRORS),
     },
     openapi_extra=_UPLOAD_BODY,
 )
