@@ -40,6 +40,11 @@ SEEK_OVERHEAD_FRAMES = 24
 # its timeout and long passes spread over the workers.
 MAX_SEGMENT_SPAN = 3000
 KEYFRAME_SAMPLE_S = 30.0
+# Lone frames decoded by one ffmpeg process (an input, hence a decoder, each): at most
+# this many, and no more than fit the decoder memory budget (about 16 decoded pictures
+# per decoder), so 4K video gets fewer per process than 720p.
+MAX_INPUTS_PER_PROCESS = 8
+DECODER_MEMORY_BUDGET = 128 * 2**20
 # Demuxers that seek through a keyframe index, so an accurate seek lands on or before the
 # target. Others (MPEG-TS/PS, raw streams, Ogg...) seek by byte position and may land
 # after it (AVI also, once B-frames blur its timestamps); their frames are decoded from
@@ -235,14 +240,66 @@ class FrameReader:
     # --- decoding ------------------------------------------------------------------------
 
     def _run_segments(self, segments: list[_Segment]) -> list[list[np.ndarray]]:
+        """Decode every segment; lone far-apart frames share processes (one input each)
+        so the fixed cost of starting ffmpeg is paid once per batch, not per frame."""
         if not segments:
             return []
-        parallel = min(self.workers, len(segments))
+        lone = [k for k, seg in enumerate(segments)
+                if len(seg.indices) == 1 and seg.seek_s is not None]
+        jobs: list[list[int]] = [[k] for k, seg in enumerate(segments) if k not in set(lone)]
+        per_process = self._inputs_per_process()
+        jobs += [lone[i:i + per_process] for i in range(0, len(lone), per_process)]
+        parallel = min(self.workers, len(jobs))
         threads = max(1, (os.cpu_count() or 2) // parallel)
+
+        def run(job: list[int]) -> list[list[np.ndarray]]:
+            if len(job) == 1:
+                return [self._decode_segment(segments[job[0]], threads)]
+            return self._decode_lone_frames([segments[k] for k in job])
+
         if parallel == 1:
-            return [self._decode_segment(seg, threads) for seg in segments]
-        with ThreadPoolExecutor(max_workers=parallel) as pool:
-            return list(pool.map(lambda seg: self._decode_segment(seg, threads), segments))
+            outputs = [run(job) for job in jobs]
+        else:
+            with ThreadPoolExecutor(max_workers=parallel) as pool:
+                outputs = list(pool.map(run, jobs))
+        frames: dict[int, list[np.ndarray]] = {}
+        for job, output in zip(jobs, outputs, strict=True):
+            frames.update(zip(job, output, strict=True))
+        return [frames[k] for k in range(len(segments))]
+
+    def _inputs_per_process(self) -> int:
+        decoder_bytes = self.probe.width * self.probe.height * 1.5 * 16
+        return max(1, min(MAX_INPUTS_PER_PROCESS, int(DECODER_MEMORY_BUDGET // decoder_bytes)))
+
+    def _decode_lone_frames(self, segments: list[_Segment]) -> list[list[np.ndarray]]:
+        """One ffmpeg process, one seeking input per frame, concatenated: each input reads
+        from its keyframe to its frame and stops. Falls back to a process per frame when
+        any input comes back empty (a frame past the real end), since the output alone
+        would not say which one."""
+        width, height = segments[0].size
+        frame_bytes = width * height * 3
+        args = [str(find_ffmpeg()), "-nostdin", "-hide_banner", "-loglevel", "error"]
+        chains = []
+        for k, segment in enumerate(segments):
+            seek = segment.seek_s or 0.0
+            # Read just past the frame: -t stops the input, trim keeps exactly one frame.
+            lead = self.frame_time(segment.indices[0]) - self.probe.start_time_s - seek
+            args += ["-threads", "1", "-t", f"{max(lead, 0.0) + 1.0 / self.probe.fps:.6f}",
+                     *input_args(self.path, seek_s=segment.seek_s)]
+            chains.append(f"[{k}:{self.probe.video_stream_index}]trim=end_frame=1,"
+                          f"scale={width}:{height}:flags=area,setpts=PTS-STARTPTS[f{k}]")
+        graph = ";".join(chains) + ";" + "".join(f"[f{k}]" for k in range(len(segments)))
+        graph += f"concat=n={len(segments)}:v=1:a=0[out]"
+        args += ["-filter_complex", graph, "-map", "[out]", "-fps_mode", "passthrough",
+                 "-frames:v", str(len(segments)), "-f", "rawvideo", "-pix_fmt", "rgb24",
+                 "pipe:1"]
+        result = run_tool(args, timeout_s=self.timeout_s,
+                          max_stdout=frame_bytes * len(segments), what="decoding frames")
+        if len(result.stdout) != frame_bytes * len(segments):
+            return [self._decode_segment(segment, 1) for segment in segments]
+        return [[np.frombuffer(result.stdout, dtype=np.uint8, count=frame_bytes,
+                               offset=k * frame_bytes).reshape(height, width, 3)]
+                for k in range(len(segments))]
 
     def _decode_segment(self, segment: _Segment, threads: int) -> list[np.ndarray]:
         width, height = segment.size

@@ -76,9 +76,10 @@ def test_truncated_faststart_mp4_reads_what_exists(tmp_path: Path, cfr_mp4: Path
     assert probe.num_frames == 300
     reader = FrameReader(cut, probe)
     assert read_index(reader.read([10], 64)[0]) == 10
-    with pytest.raises(MediaError) as error:
-        reader.read([0, 299], 64)
-    assert error.value.code == "frame_unavailable" and "truncated" in error.value.message
+    for request in ([0, 299], [40, 120, 299]):  # alone, and batched with frames that exist
+        with pytest.raises(MediaError) as error:
+            reader.read(request, 64)
+        assert error.value.code == "frame_unavailable" and "truncated" in error.value.message
 
 
 def test_claimed_100000_pixel_square(tmp_path: Path) -> None:
