@@ -165,7 +165,8 @@ def register_local_video(runtime: Runtime, tenant_id: uuid.UUID, path: Path) -> 
         upload.discard()
 
 
-def _video_state(runtime: Runtime, video_id: uuid.UUID) -> tuple[str, int, int, str | None]:
+def _video_state(runtime: Runtime, video_id: uuid.UUID
+                 ) -> tuple[str, int, int, tuple[str | None, str | None]]:
     from app.db.models import Video
     from app.db.session import session_scope
 
@@ -174,7 +175,8 @@ def _video_state(runtime: Runtime, video_id: uuid.UUID) -> tuple[str, int, int, 
         if video is None:
             raise NotFound("the video was deleted while it was being prepared",
                            code="video_not_found")
-        return video.status, video.captions_done, video.captions_total, video.error
+        return (video.status, video.captions_done, video.captions_total,
+                (video.error_code, video.error))
 
 
 class StallGuard:
@@ -223,8 +225,9 @@ def prepare_video(runtime: Runtime, video_id: uuid.UUID, *, show: bool) -> dict[
         while True:
             status, done, total, error = _video_state(runtime, video_id)
             if status == "failed":
-                raise VidnavError(f"the video could not be prepared: {error}",
-                                  code="video_failed", kind="invalid")
+                code, message = error
+                raise VidnavError(f"the video could not be prepared: {message}",
+                                  code=code or "video_failed", kind="invalid")
             # Transcribing may take long without a visible change; one caption may not.
             guard.check((status, done), settings.ffmpeg_timeout_s * 10 + 60
                         if status in ("uploaded", "ingesting") else settings.caption_wait_s)
