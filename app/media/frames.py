@@ -244,8 +244,10 @@ class FrameReader:
         so the fixed cost of starting ffmpeg is paid once per batch, not per frame."""
         if not segments:
             return []
+        # A lone frame whose seek lands on it exactly (not on an earlier frame sharing its
+        # timestamp) needs no counting, so any number of them can share a process.
         lone = [k for k, seg in enumerate(segments)
-                if len(seg.indices) == 1 and seg.seek_s is not None]
+                if seg.indices == (seg.first,) and seg.seek_s is not None]
         jobs: list[list[int]] = [[k] for k, seg in enumerate(segments) if k not in set(lone)]
         per_process = self._inputs_per_process()
         jobs += [lone[i:i + per_process] for i in range(0, len(lone), per_process)]

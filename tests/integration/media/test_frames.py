@@ -149,3 +149,17 @@ def test_jpeg_data_uri_round_trips(cfr_mp4: Path) -> None:
     assert read_index(decoded) == 123
     with pytest.raises(MediaError):
         encode_jpeg_data_uri(np.zeros((4, 4), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("fixture", ["vfr_mkv", "vfr_mp4"])
+def test_far_apart_frames_sharing_a_timestamp_are_counted_not_guessed(
+    fixture: str, request: pytest.FixtureRequest,
+) -> None:
+    path: Path = request.getfixturevalue(fixture)
+    reader = reader_for(path)
+    stamps = [reader.frame_time(i) for i in (28, 29)]
+    assert stamps[0] == stamps[1]  # the encoder gave frames 28 and 29 one timestamp
+    plan = reader._plan([29, 80, 119], (48, 36))
+    assert [seg.indices for seg in plan] == [(29,), (80,), (119,)]
+    assert plan[0].first == 28
+    assert [read_index(f) for f in reader.read([119, 29, 80], 48)] == [119, 29, 80]
