@@ -126,3 +126,34 @@ def test_times_map_to_the_child_holding_them() -> None:
     assert policy._child_at((1, 3), 28.0, state) == (1, 3, 1)
     assert policy._child_at((2,), 75.0, state) == (2, 2)  # spans of unseen nodes: equal slices
     assert policy._child_at((1, 3), None, state) is None
+
+
+class ProseCaptions:
+    """Captions as a vision model might write them: prose, no timestamps."""
+
+    def __init__(self, geometry: VideoGeometry, texts: dict[tuple[int, ...], str]) -> None:
+        self.geometry = geometry
+        self.texts = texts
+
+    async def get_caption(self, node: tuple[int, ...]) -> CaptionResult:
+        text = self.texts.get(node, "A quiet garden path with trees and a wooden fence.")
+        return CaptionResult(node=node, caption=text, cached=True,
+                             frame_times=tuple(self.geometry.frame_times(node)))
+
+
+async def test_prose_captions_without_times_are_searched_child_by_child() -> None:
+    geo = geometry()
+    texts = {
+        (3,): "A beekeeper in a white suit opens wooden beehives full of honey.",
+        (3, 2): "The beekeeper lifts a frame dripping with golden honey from a beehive.",
+        (3, 2, 3): "Close-up: honey pours from the frame into a large glass jar.",
+    }
+    captions = ProseCaptions(geo, texts)
+    qa = TranscriptQA(geo)
+    trace = await navigate(question="Where is the honey poured into a jar?", geometry=geo,
+                           policy=RetrievalPolicy(), captions=captions, video_qa=qa)
+    assert trace.outcome == "answered"
+    fetched = [tuple(r.node) for r in trace.rounds if r.kind == "get_caption"]
+    assert fetched[:2] == [(3, 1), (3, 2)]  # no times: children in order until one matches
+    assert (3, 2, 3) in fetched and qa.asked == [(3, 2, 3)]
+    assert "glass jar" in trace.answer
