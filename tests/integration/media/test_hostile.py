@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from app.media import ffmpeg as ffmpeg_mod
-from app.media.ffmpeg import MediaError, find_ffprobe, input_args, run_tool
+from app.media.ffmpeg import MediaError, find_ffprobe, input_args, run_tool, scratch_dir
 from app.media.frames import FrameReader
 from app.media.probe import probe_video
 from tests.integration.media.videogen import ffmpeg_lavfi, read_index
@@ -192,3 +192,14 @@ def test_missing_ffmpeg_names_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_path:
     finally:
         ffmpeg_mod.find_ffmpeg.cache_clear()
         ffmpeg_mod.find_ffprobe.cache_clear()
+
+
+def test_scratch_directories_are_removed_on_errors_too() -> None:
+    with pytest.raises(RuntimeError), scratch_dir() as scratch:
+        (scratch / "part.bin").write_bytes(b"x" * 1024)
+        kept = scratch
+        raise RuntimeError("decoding failed half-way")
+    assert not kept.exists()
+    with scratch_dir() as scratch:
+        (scratch / "ok.bin").write_bytes(b"x")
+    assert not scratch.exists()
