@@ -145,19 +145,25 @@ class Server:
         self._log.close()
 
 
-def wrk(url: str, duration: float, headers: dict[str, str]) -> tuple[float, float]:
-    """(requests per second, p99 latency in ms) from one wrk run with 64 connections."""
+def wrk(url: str, duration: float, headers: dict[str, str], pid: int | None = None
+        ) -> tuple[float, float, float]:
+    """(requests per second, p99 latency in ms, server CPU ms per request) from one wrk run
+    with 64 connections; the CPU figure counts the server process ``pid`` only."""
     cmd = ["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{duration:.0f}s", "--latency", "--timeout", "10s"]
     for name, value in headers.items():
         cmd += ["-H", f"{name}: {value}"]
+    proc = psutil.Process(pid) if pid is not None else None
+    cpu_before = sum(proc.cpu_times()[:2]) if proc is not None else 0.0
     out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=duration + 60,
                          check=True).stdout
+    cpu_used = sum(proc.cpu_times()[:2]) - cpu_before if proc is not None else 0.0
     if re.search(r"Non-2xx or 3xx responses: (\d+)", out):
         raise RuntimeError(f"wrk saw error responses from {url}:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     value, unit = re.search(r"\n\s+99%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
     p99_ms = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-    return rps, p99_ms
+    return rps, p99_ms, 1000.0 * cpu_used / max(1, total)
 
 
 def make_padded_video(path: Path, total_bytes: int) -> None:
@@ -220,6 +226,11 @@ def upload_run(server: Server, pid: int, key: str, path: Path) -> tuple[float, f
     return seconds, (peak - baseline) / 1e6, response.status_code
 
 
+def medians(runs: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    rps, p99, cpu = (statistics.median(column) for column in zip(*runs, strict=True))
+    return rps, p99, cpu
+
+
 def write_section(section: str) -> None:
     """Replace the "api" section of RESULTS.md, or append it; others stay as they are."""
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
@@ -258,12 +269,13 @@ def main() -> None:
         trivial.wait_ready("/ping")
         job_url = f"{vidnav.url}/v1/jobs/{job_id}"
         assert httpx.get(job_url, headers=auth).json()["status"] == "succeeded"
-        results: dict[str, list[tuple[float, float]]] = {"trivial": [], "job": []}
+        results: dict[str, list[tuple[float, float, float]]] = {"trivial": [], "job": []}
         wrk(trivial.url + "/ping", 2, {})  # warm-up
         wrk(job_url, 2, auth)
         for _ in range(args.rounds):  # interleaved, so load from neighbours hits both alike
-            results["trivial"].append(wrk(trivial.url + "/ping", args.duration, {}))
-            results["job"].append(wrk(job_url, args.duration, auth))
+            results["trivial"].append(wrk(trivial.url + "/ping", args.duration, {},
+                                          trivial.process.pid))
+            results["job"].append(wrk(job_url, args.duration, auth, vidnav.process.pid))
             print(f"trivial {results['trivial'][-1]}, job {results['job'][-1]}", flush=True)
 
         trivial.stop()
@@ -277,10 +289,8 @@ def main() -> None:
         vidnav.stop()
         trivial.stop()
 
-    trivial_rps = statistics.median(r for r, _ in results["trivial"])
-    job_rps = statistics.median(r for r, _ in results["job"])
-    trivial_p99 = statistics.median(p for _, p in results["trivial"])
-    job_p99 = statistics.median(p for _, p in results["job"])
+    trivial_rps, trivial_p99, trivial_cpu = medians(results["trivial"])
+    job_rps, job_p99, job_cpu = medians(results["job"])
     ratio = job_rps / trivial_rps
     mib_s = args.upload_mib / seconds
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
@@ -292,11 +302,14 @@ def main() -> None:
         f"process per app, wrk -t2 -c{CONNECTIONS}, {args.rounds} interleaved runs of "
         f"{args.duration:.0f} s per endpoint (medians). Postgres and Redis on the same "
         "machine. Command: `.venv/bin/python -m bench.api`.", "",
-        "| endpoint | requests/s | p99 latency |",
-        "| --- | --- | --- |",
-        f"| trivial FastAPI `GET /ping` | {trivial_rps:,.0f} | {trivial_p99:.1f} ms |",
+        "| endpoint | requests/s | p99 latency | server CPU per request |",
+        "| --- | --- | --- | --- |",
+        f"| trivial FastAPI `GET /ping` | {trivial_rps:,.0f} | {trivial_p99:.1f} ms | "
+        f"{trivial_cpu:.3f} ms |",
         f"| `GET /v1/jobs/{{id}}` (auth, rate limit, Postgres) | {job_rps:,.0f} | "
-        f"{job_p99:.1f} ms |", "",
+        f"{job_p99:.1f} ms | {job_cpu:.3f} ms |", "",
+        f"Server CPU per request (the uvicorn process only; Postgres and Redis not counted): "
+        f"job / trivial = {job_cpu / trivial_cpu:.1f}x.", "",
         f"Throughput ratio job / trivial = {ratio:.2f} (target >= {THROUGHPUT_TARGET}: "
         f"{met(ratio >= THROUGHPUT_TARGET)}); job p99 {job_p99:.1f} ms (target < "
         f"{P99_TARGET_MS:.0f} ms: {met(job_p99 < P99_TARGET_MS)}).", "",
