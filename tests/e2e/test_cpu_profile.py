@@ -20,6 +20,7 @@ import pytest
 
 from scripts.fetch_videos import fetch_video
 from tests.e2e.cpu_support import REPO, overlaps, said_at, vidnav, vidnav_env
+from tests.support.scripted_server import ScriptedServer
 
 pytestmark = pytest.mark.slow
 
@@ -106,3 +107,38 @@ def test_serve_answers_a_question_about_what_is_said(server: tuple[str, str, Pat
     assert "minute" in leaves[0]["round"]["observation"]
     # The policy explains its choice with retrieval scores in the think part.
     assert "Option support" in rounds[-1]["round"]["think"]
+
+
+def test_a_remote_captioner_beside_the_cpu_policy_and_video_qa(
+    scripted_server: ScriptedServer, tmp_path: Path
+) -> None:
+    """Per-role mixing: captions from an OpenAI-compatible server (the scripted one,
+    which writes prose with the subtitles it is given), the CPU navigator and video_qa."""
+    from app import cli
+    from app.models.cpu import CPUFrameQA, RetrievalPolicy
+    from app.models.openai_vision import OpenAICaptioner
+    from app.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, captioner_base_url=scripted_server.base_url,
+                        captioner_model="scripted-vlm", database_url=None, redis_url=None,
+                        profile=None, policy_base_url=None, videoqa_base_url=None,
+                        caption_mode="online", transcribe=None)
+    assert settings.should_transcribe  # the CPU video_qa reads speech from the transcript
+    narrated = fetch_video("narrated")
+    with cli.runtime_for(settings) as runtime:
+        assert isinstance(runtime.captioner, OpenAICaptioner)
+        assert isinstance(runtime.policy, RetrievalPolicy)
+        assert isinstance(runtime.frame_qa, CPUFrameQA)
+        tenant = cli.local_tenant_id(runtime)
+        video_id = cli.register_local_video(runtime, tenant, narrated)
+        cli.prepare_video(runtime, video_id, show=False)
+        job_id, _seconds = cli.run_question(
+            runtime, tenant, video_id, "How long does it take to get a license?",
+            ["About an hour", "A week", "A minute", "A day"], None, show=False)
+        result = cli.collect_result(runtime, video_id, job_id, {})
+    assert result.status == "succeeded" and result.answer == "C", result.trace
+    assert scripted_server.calls(role="captioner") >= 6  # 4 high ahead, then on demand
+    assert scripted_server.calls(role="video_qa") == 0 and scripted_server.calls(role="policy") == 0
+    span = said_at(tmp_path, "only takes a minute")
+    looked = [s for s in result.trace if s["kind"] in ("get_caption", "video_qa")]
+    assert any(overlaps(s["start"], s["end"], span) for s in looked if len(s["node"]) == 3)
