@@ -436,8 +436,10 @@ def evaluate(
     max_rounds: Annotated[int | None, typer.Option(min=1, max=200,
                                                    help="Round budget.")] = None,
 ) -> None:
-    """Ask every question of ITEMS_FILE and score the answers and where the navigator
-    looked (LongVideo-R1's reward: answer + localization F1 - 0.2 x repeats)."""
+    """Ask every question of ITEMS_FILE and score answers and localization.
+
+    The score is LongVideo-R1's reward: answer + localization F1 - 0.2 x repeats.
+    """
     from app.core.protocol import normalize_options, question_text
     from app.core.scoring import score
 
