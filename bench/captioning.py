@@ -17,6 +17,8 @@ Run: ``.venv/bin/python -m bench.captioning`` (needs Postgres and Redis; writes 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import faulthandler
 import hashlib
 import os
 import platform
@@ -92,6 +94,8 @@ def bench_settings(server: ScriptedServerProcess, **overrides: Any) -> dict[str,
         "captioner_base_url": server.base_url, "captioner_model": CAPTIONER,
         "videoqa_base_url": server.base_url, "videoqa_model": VIDEOQA,
         "captioner_concurrency": LIMIT, "transcribe": False,
+        # A lost reply fails in seconds instead of stalling the run for the 300 s default.
+        "model_timeout_s": 30,
         # Width 8 for a 1-hour video (16 s leaves alone would give width 6).
         "min_width": 8, "max_width": 8,
     }
@@ -117,6 +121,7 @@ def add_video(runtime: Runtime, path: Path, mode: str) -> uuid.UUID:
 
 
 def measure_captioning(video: Path) -> dict[str, Any]:
+    """(a0) the captioner alone, then (a) the caption service, on the same nodes."""
     from app.services.ingest import ingest_video
 
     server = ScriptedServerProcess("--latency-ms", f"{LATENCY_MS:g}",
@@ -131,13 +136,15 @@ def measure_captioning(video: Path) -> dict[str, Any]:
         ingest_video(runtime, video_id)
         ctx = load_video_context(runtime, video_id)
         nodes = scheduled_nodes(ctx.geometry, "eager")
+        raw = runtime.run(captioner_alone(runtime, ctx, nodes))
+        calls_before = int(server.stats()["calls"].get(CAPTIONER, 0))
         began = time.perf_counter()
         report = runtime.run(caption_batch(runtime, ctx, nodes))
         wall = time.perf_counter() - began
         with runtime.session_factory() as session:
             rows = session.scalar(select(func.count()).select_from(CaptionNode)) or 0
             model_seconds = session.scalar(select(func.sum(CaptionNode.model_seconds))) or 0.0
-        calls = int(server.stats()["calls"].get(CAPTIONER, 0))
+        calls = int(server.stats()["calls"].get(CAPTIONER, 0)) - calls_before
     finally:
         runtime.close()
         server.stop()
@@ -147,8 +154,30 @@ def measure_captioning(video: Path) -> dict[str, Any]:
         "generated": report.generated, "wall": wall,
         "ideal": len(nodes) * LATENCY_MS / 1000 / LIMIT, "model_seconds": model_seconds,
         "achieved": achieved, "share": achieved / LIMIT,
-        "frames": ctx.geometry.num_frames,
+        "frames": ctx.geometry.num_frames, "raw": raw,
+        "frame_wait": report.frame_wait_seconds,
     }
+
+
+async def captioner_alone(runtime: Runtime, ctx: Any, nodes: list[Any]) -> dict[str, float]:
+    """The same captioner calls with every frame decoded beforehand and nothing stored:
+    the most this machine gets out of the captioner client at this limit."""
+    from app.services.captions import read_node_frames
+
+    frames = [await asyncio.to_thread(read_node_frames, ctx, node) for node in nodes]
+    pending = list(reversed(frames))
+    spent = 0.0
+
+    async def worker() -> None:
+        nonlocal spent
+        while pending:
+            output = await runtime.captioner.caption(pending.pop())
+            spent += output.usage.seconds
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(LIMIT)))
+    wall = time.perf_counter() - began
+    return {"wall": wall, "achieved": spent / wall, "share": spent / wall / LIMIT}
 
 
 class _NoQueue:
@@ -286,6 +315,7 @@ def report(cap: dict[str, Any], nav: dict[str, Any]) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     cap_ok = "met" if cap["share"] >= 0.85 else "NOT met"
+    raw = cap["raw"]
     nav_ok = "met" if nav["per_round"] * 1000 < 20 else "NOT met"
     return "\n".join([
         SECTION,
@@ -298,14 +328,22 @@ def report(cap: dict[str, Any], nav: dict[str, Any]) -> str:
         f"(frames decoded ahead, Redis single-flight locks, Postgres rows), scripted "
         f"captioner in its own process at {LATENCY_MS:g} ms, concurrency limit {LIMIT}.",
         "",
-        "| nodes | captioner calls | rows | wall | ideal wall (nodes x latency / limit) "
-        "| achieved concurrency | share of limit |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-        f"| {cap['nodes']} | {cap['calls']} | {cap['rows']} | {cap['wall']:.2f} s | "
+        "| set-up | nodes | captioner calls | rows | wall | ideal wall "
+        "(nodes x latency / limit) | achieved concurrency | share of limit |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| (a0) captioner alone, frames decoded beforehand, nothing stored | {cap['nodes']} "
+        f"| {cap['nodes']} | 0 | {raw['wall']:.2f} s | {cap['ideal']:.2f} s | "
+        f"{raw['achieved']:.1f} | {raw['share']:.1%} |",
+        f"| (a) caption service: decode ahead, locks, rows, cache | {cap['nodes']} | "
+        f"{cap['calls']} | {cap['rows']} | {cap['wall']:.2f} s | "
         f"{cap['ideal']:.2f} s | {cap['achieved']:.1f} | {cap['share']:.1%} |",
         "",
-        f"Target >= 85% of the limit: {cap_ok}. Ideal / wall = {cap['ideal'] / cap['wall']:.1%}"
-        f" (counts the decode and write path as well as the calls).",
+        f"Target >= 85% of the limit for (a): {cap_ok}. (a) / (a0) = "
+        f"{cap['share'] / raw['share']:.1%}: the share of what the captioner client alone "
+        f"reaches on this machine that the full pipeline keeps. Achieved concurrency = "
+        f"seconds inside captioner HTTP calls / wall time. Captioning slots waited "
+        f"{cap['frame_wait']:.1f} s in all for decoded frames (of {LIMIT * cap['wall']:.0f} "
+        f"slot-seconds).",
         "",
         f"(b) Navigations through one Celery worker process (prefork, concurrency 1), Redis "
         f"and Postgres, policy at 0 ms latency, enqueue to result event, median of "
@@ -344,6 +382,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="navigation runs per length")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
+    # A hung run prints where every thread is and exits instead of waiting forever.
+    faulthandler.dump_traceback_later(1200, exit=True)
     fresh_database()
     video = make_hour_video()
     cap = measure_captioning(video)

@@ -167,11 +167,10 @@ def _read_rows(runtime: Runtime, ctx: VideoContext, keys: Sequence[str]
     return {k: CachedCaption(c, tuple(float(t) for t in ft)) for k, c, ft in rows}
 
 
-def _insert_row(runtime: Runtime, ctx: VideoContext, node: NodeId, frames: NodeFrames,
-                caption: str, raw_reply: str, usage: ModelUsage) -> CachedCaption:
-    """Insert the caption unless a row for the key exists; return the row's caption."""
+def _row_values(ctx: VideoContext, node: NodeId, frames: NodeFrames, caption: str,
+                raw_reply: str, usage: ModelUsage) -> dict[str, Any]:
     start, stop = ctx.geometry.frame_range(node)
-    values = {
+    return {
         "id": uuid.uuid4(), "content_sha256": ctx.sha256, "config_version": ctx.version,
         "node_key": node_key(node), "level": len(node), "first_frame": start,
         "last_frame": max(start, stop - 1), "frame_times": list(frames.frame_times),
@@ -179,16 +178,58 @@ def _insert_row(runtime: Runtime, ctx: VideoContext, node: NodeId, frames: NodeF
         "model_seconds": usage.seconds, "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens, "created_at": utcnow(),
     }
+
+
+def _insert_rows(runtime: Runtime, ctx: VideoContext, rows: Sequence[dict[str, Any]]
+                 ) -> dict[str, CachedCaption]:
+    """Insert caption rows, skipping keys that already have one (a retried or duplicated
+    task); return each key's stored caption, ours or the one that was there first."""
     insert = pg_insert if runtime.engine.dialect.name == "postgresql" else sqlite_insert
+    statement = insert(CaptionNode).on_conflict_do_nothing(
+        index_elements=["content_sha256", "config_version", "node_key"]
+    ).returning(CaptionNode.node_key)
     with runtime.engine.begin() as conn:
-        inserted = conn.execute(
-            insert(CaptionNode).values(**values).on_conflict_do_nothing(
-                index_elements=["content_sha256", "config_version", "node_key"])
-        ).rowcount
-    if inserted == 1:
-        return CachedCaption(caption, tuple(frames.frame_times))
-    # Another process won the insert: serve what the table holds.
-    return _read_rows(runtime, ctx, [node_key(node)])[node_key(node)]
+        inserted = set(conn.execute(statement, list(rows)).scalars())
+    stored = {r["node_key"]: CachedCaption(r["caption"], tuple(r["frame_times"]))
+              for r in rows if r["node_key"] in inserted}
+    lost = [r["node_key"] for r in rows if r["node_key"] not in inserted]
+    stored.update(_read_rows(runtime, ctx, lost))
+    return stored
+
+
+class RowWriter:
+    """Writes the caption rows of one video in batches: whatever finished while the last
+    write was in flight goes in the next single statement, so sixteen captions completing
+    together cost one round trip, not sixteen."""
+
+    def __init__(self, runtime: Runtime, ctx: VideoContext) -> None:
+        self.runtime = runtime
+        self.ctx = ctx
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[CachedCaption]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def write(self, row: dict[str, Any]) -> CachedCaption:
+        future: asyncio.Future[CachedCaption] = asyncio.get_running_loop().create_future()
+        self._pending.append((row, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                stored = await asyncio.to_thread(
+                    _insert_rows, self.runtime, self.ctx, [row for row, _ in batch])
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                        future.exception()  # retrieved; the writer's caller re-raises it
+                continue
+            for row, future in batch:
+                if not future.done():
+                    future.set_result(stored[row["node_key"]])
 
 
 def update_progress(session: Session, video_id: uuid.UUID) -> tuple[int, int, str]:
@@ -219,6 +260,7 @@ def update_progress(session: Session, video_id: uuid.UUID) -> tuple[int, int, st
 async def obtain_caption(
     runtime: Runtime, ctx: VideoContext, node: NodeId,
     load_frames: Callable[[], Awaitable[NodeFrames]], *, known_missing: bool = False,
+    writer: RowWriter | None = None,
 ) -> CaptionResult:
     """The caption of ``node``: cache, then database, then generated exactly once.
 
@@ -242,7 +284,7 @@ async def obtain_caption(
     future: asyncio.Future[CaptionResult] = asyncio.get_running_loop().create_future()
     cache.inflight[key] = future
     try:
-        result = await _generate_once(runtime, ctx, node, key, load_frames)
+        result = await _generate_once(runtime, ctx, node, key, load_frames, writer)
     except BaseException as exc:
         future.set_exception(exc)
         future.exception()  # retrieved here; the waiters still receive it
@@ -261,7 +303,7 @@ def _served(node: NodeId, value: CachedCaption) -> CaptionResult:
 
 async def _generate_once(
     runtime: Runtime, ctx: VideoContext, node: NodeId, key: str,
-    load_frames: Callable[[], Awaitable[NodeFrames]],
+    load_frames: Callable[[], Awaitable[NodeFrames]], writer: RowWriter | None,
 ) -> CaptionResult:
     """Generate under the cross-process lock, or wait for the process that holds it."""
     cache = runtime.caption_cache
@@ -276,7 +318,8 @@ async def _generate_once(
                     # Made by another process between our miss and the lock: whoever
                     # makes a caption caches it, so the cache alone answers this.
                     return _served(node, hit)
-                result = await _generate_locked(runtime, ctx, node, key, token, load_frames)
+                result = await _generate_locked(runtime, ctx, node, key, token, load_frames,
+                                                writer)
                 stored = CachedCaption(result.caption, result.frame_times)
                 return result
             finally:
@@ -302,7 +345,7 @@ async def _generate_once(
 
 async def _generate_locked(
     runtime: Runtime, ctx: VideoContext, node: NodeId, key: str, token: str,
-    load_frames: Callable[[], Awaitable[NodeFrames]],
+    load_frames: Callable[[], Awaitable[NodeFrames]], writer: RowWriter | None,
 ) -> CaptionResult:
     """Caption the node while holding its lock (kept alive while the model works) and
     store the row; the caller caches the result and releases the lock."""
@@ -327,8 +370,11 @@ async def _generate_locked(
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await keeper
-    stored = await asyncio.to_thread(
-        _insert_row, runtime, ctx, node, frames, output.text, output.raw_reply, output.usage)
+    row = _row_values(ctx, node, frames, output.text, output.raw_reply, output.usage)
+    if writer is not None:
+        stored = await writer.write(row)
+    else:
+        stored = (await asyncio.to_thread(_insert_rows, runtime, ctx, [row]))[row["node_key"]]
     return CaptionResult(node=node, caption=stored.caption, frame_times=stored.frame_times,
                          cached=False, usage=output.usage, raw_reply=output.raw_reply)
 
@@ -416,6 +462,7 @@ class BatchReport:
     served: int = 0
     model_seconds: float = 0.0
     wall_seconds: float = 0.0
+    frame_wait_seconds: float = 0.0  # summed over the captioning slots: decoding fell behind
 
 
 async def caption_batch(runtime: Runtime, ctx: VideoContext, nodes: Sequence[NodeId],
@@ -435,6 +482,7 @@ async def caption_batch(runtime: Runtime, ctx: VideoContext, nodes: Sequence[Nod
         return report
 
     workers = max(1, min(settings.captioner_concurrency, len(todo)))
+    writer = RowWriter(runtime, ctx)
     ready: asyncio.Queue[NodeFrames | None] = asyncio.Queue(
         maxsize=max(settings.decode_ahead, workers))
     # One decoded group waits while the next is decoded, so decoding never pauses for the
@@ -464,11 +512,18 @@ async def caption_batch(runtime: Runtime, ctx: VideoContext, nodes: Sequence[Nod
                 await ready.put(None)
 
     async def caption_worker() -> None:
-        while (frames := await ready.get()) is not None:
+        while True:
+            waited = time.perf_counter()
+            frames = await ready.get()
+            if frames is None:
+                return
+            report.frame_wait_seconds += time.perf_counter() - waited
+
             async def given(frames: NodeFrames = frames) -> NodeFrames:
                 return frames
 
-            result = await obtain_caption(runtime, ctx, frames.node, given, known_missing=True)
+            result = await obtain_caption(runtime, ctx, frames.node, given, known_missing=True,
+                                          writer=writer)
             if result.cached:
                 report.served += 1
             else:
