@@ -16,7 +16,7 @@ from app.api.routers import jobs, system, videos
 from app.db.repositories import AsyncJobReader
 from app.services.auth import Authenticator
 from app.services.metrics import HttpMetrics, JobMetricsCollector
-from app.services.ratelimit import RateLimiter
+from app.services.ratelimit import RateLimiter, UploadReservations
 
 API_VERSION = "1.0.0"
 DESCRIPTION = """Ask questions about long videos. Upload a video, post questions, and follow
@@ -43,6 +43,7 @@ def create_app(
             job_reader=reader,
             runtime=rt, authenticator=Authenticator(rt.session_factory, ttl_s=auth_cache_ttl_s),
             limiter=RateLimiter(rt.redis, url=rt.settings.redis_url),
+            uploads=UploadReservations(rt.redis),
             sse_heartbeat_s=sse_heartbeat_s, sse_poll_s=sse_poll_s, extra={"registry": registry},
         )
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.db.repositories import AsyncJobReader
 from app.services.auth import Authenticator, TenantContext, parse_bearer
-from app.services.ratelimit import RateLimited, RateLimiter
+from app.services.ratelimit import RateLimited, RateLimiter, UploadReservations
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -30,6 +30,7 @@ class ApiState:
     runtime: Any
     authenticator: Authenticator
     limiter: RateLimiter
+    uploads: UploadReservations
     sse_heartbeat_s: float
     sse_poll_s: float
     job_reader: AsyncJobReader | None = None  # Postgres only; else reads go to a thread

@@ -18,6 +18,13 @@ def _as_utc(value: datetime) -> datetime:
 
 Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
 
+
+def _no_nul(value: str) -> str:
+    # Postgres text and JSON cannot hold NUL; refuse it here rather than fail on insert.
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    return value
+
 JobStatus = Literal["queued", "running", "succeeded", "no_answer", "failed", "cancelled"]
 VideoStatus = Literal["uploaded", "ingesting", "captioning", "ready", "failed"]
 
@@ -128,7 +135,7 @@ class QuestionCreate(BaseModel):
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("the question is blank")
-        return value
+        return _no_nul(value)
 
     @field_validator("options")
     @classmethod
@@ -137,6 +144,7 @@ class QuestionCreate(BaseModel):
             for option in value:
                 if not option.strip() or len(option) > 1000:
                     raise ValueError("each option must have 1 to 1000 non-blank characters")
+                _no_nul(option)
         return value
 
     @field_validator("callback_url")

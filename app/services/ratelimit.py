@@ -115,3 +115,48 @@ class RateLimiter:
         client = self._async_clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await client.aclose()
+
+
+class UploadReservations:
+    """Bytes of each tenant's uploads in flight, so concurrent uploads share one quota.
+
+    A Redis hash per tenant (one field per upload) shared by every API process, or a dict
+    without Redis. An upload whose process died keeps its field until the tenant has had
+    no upload activity for ``ttl_s``.
+    """
+
+    def __init__(self, client: redis.Redis | None, *, ttl_s: int = 3600) -> None:
+        self._redis = client
+        self._ttl = ttl_s
+        self._lock = threading.Lock()
+        self._memory: dict[uuid.UUID, dict[str, int]] = {}
+
+    @staticmethod
+    def _key(tenant_id: uuid.UUID) -> str:
+        return f"vidnav:uploads:{tenant_id}"
+
+    def update(self, tenant_id: uuid.UUID, upload_id: str, size: int) -> int:
+        """Record this upload's size so far; returns the tenant's other uploads' bytes."""
+        if self._redis is not None:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(self._key(tenant_id), upload_id, size)
+            pipe.expire(self._key(tenant_id), self._ttl)
+            pipe.hgetall(self._key(tenant_id))
+            entries = pipe.execute()[2]
+            return sum(int(v) for k, v in entries.items() if k.decode() != upload_id)
+        with self._lock:
+            entries = self._memory.setdefault(tenant_id, {})
+            entries[upload_id] = size
+            return sum(v for k, v in entries.items() if k != upload_id)
+
+    def release(self, tenant_id: uuid.UUID, upload_id: str) -> None:
+        """Forget an upload that finished, failed or was stored."""
+        if self._redis is not None:
+            self._redis.hdel(self._key(tenant_id), upload_id)
+            return
+        with self._lock:
+            entries = self._memory.get(tenant_id)
+            if entries is not None:
+                entries.pop(upload_id, None)
+                if not entries:
+                    del self._memory[tenant_id]

@@ -26,7 +26,9 @@ def add_subtitles(
     fmt = name_or_format.lower().rsplit(".", 1)[-1]
     row = Subtitle(
         video_id=video.id, source="upload", format="vtt" if fmt in ("vtt", "webvtt") else "srt",
-        language=language, lines=[[line.start, line.end, line.text] for line in lines],
+        language=language,
+        # Postgres JSON cannot hold NUL; a subtitle line never needs one.
+        lines=[[line.start, line.end, line.text.replace("\x00", "")] for line in lines],
     )
     session.add(row)
     session.flush()

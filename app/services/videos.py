@@ -87,11 +87,25 @@ class ReceivedUpload:
 
 @dataclass(frozen=True, slots=True)
 class UploadLimit:
-    """How many bytes this upload may have, and which error passing it raises."""
+    """How many bytes this upload may have, and which error passing it raises.
+
+    ``quota_left`` is the tenant's quota minus its stored videos, before counting uploads
+    in flight (which ``check_in_flight`` adds as they stream).
+    """
 
     max_bytes: int
     code: str
     message: str
+    quota_left: int
+
+    def check_in_flight(self, size: int, others_in_flight: int) -> None:
+        """Refuse this upload once it and the tenant's other running uploads pass the quota."""
+        if size + others_in_flight > self.quota_left:
+            raise UploadTooLarge(
+                "the upload and the tenant's other uploads in progress exceed its remaining "
+                f"quota of {self.quota_left} bytes", code="upload_quota_exceeded",
+                details={"limit_bytes": self.quota_left, "in_flight_bytes": others_in_flight},
+            )
 
 
 def upload_limit(session: Session, tenant_id: uuid.UUID, tenant_quota: int | None,
@@ -104,16 +118,21 @@ def upload_limit(session: Session, tenant_id: uuid.UUID, tenant_quota: int | Non
     left = max(0, quota - int(used))
     if left < settings.max_upload_bytes:
         return UploadLimit(left, "upload_quota_exceeded",
-                           f"the upload exceeds the tenant's remaining quota of {left} bytes")
+                           f"the upload exceeds the tenant's remaining quota of {left} bytes",
+                           left)
     return UploadLimit(settings.max_upload_bytes, "upload_too_large",
-                       f"the upload exceeds the limit of {settings.max_upload_bytes} bytes")
+                       f"the upload exceeds the limit of {settings.max_upload_bytes} bytes", left)
 
 
 async def receive_upload(
     chunks: AsyncIterator[bytes], content_type: str | None, uploads_dir: Path,
     limit: UploadLimit, *, file_field: str = "file", value_fields: tuple[str, ...] = (),
+    on_progress: Callable[[int], None] | None = None,
 ) -> ReceivedUpload:
-    """Stream a multipart body into a temp file; raise UploadTooLarge the moment it is too big."""
+    """Stream a multipart body into a temp file; raise UploadTooLarge the moment it is too big.
+
+    ``on_progress(bytes_so_far)`` runs in a worker thread after each batch (it may raise).
+    """
     if not content_type or not content_type.lower().startswith("multipart/form-data"):
         raise UnsupportedUpload("upload the video as multipart/form-data with a 'file' field")
     uploads_dir.mkdir(parents=True, exist_ok=True)
@@ -135,6 +154,8 @@ async def receive_upload(
                 parser.data_received(data)
             except ParseFailedException as exc:
                 raise InvalidInput(f"bad multipart body: {exc}", code="invalid_multipart") from exc
+            if on_progress is not None and not target.exceeded:
+                on_progress(target.size)
 
         pending: list[bytes] = []
         pending_size = 0
@@ -178,6 +199,12 @@ def parse_caption_mode(value: str | None, settings: Settings) -> CaptionMode:
                        code="invalid_caption_mode", details={"caption_mode": value})
 
 
+def display_name(filename: str) -> str:
+    """The client's file name as stored and shown: printable characters only, bounded."""
+    name = "".join(ch for ch in filename if ch.isprintable()).strip()
+    return name[:500] or "upload"
+
+
 def _extension(filename: str) -> str:
     ext = Path(filename).suffix.lower()
     return ext if _SAFE_EXT.match(ext) else ".bin"
@@ -214,7 +241,7 @@ def register_upload(
         probe_data["path"] = str(dest)
         video = Video(
             id=video_id, tenant_id=tenant_id, sha256=upload.sha256,
-            original_name=(upload.filename or "upload")[:500], size_bytes=upload.size,
+            original_name=display_name(upload.filename), size_bytes=upload.size,
             storage_path=str(dest), status="uploaded", probe=probe_data,
             duration_s=probe.duration_s, num_frames=probe.num_frames, fps=probe.fps,
             tree_width=geometry.width, caption_mode=caption_mode,

@@ -81,10 +81,27 @@ async def upload_video(request: Request, tenant: Tenant, uow: UoW, state: State)
     ):
         raise UploadTooLarge(upload_limit.message, code=upload_limit.code,
                              details={"limit_bytes": upload_limit.max_bytes})
-    received = await videos.receive_upload(
-        request.stream(), request.headers.get("content-type"), settings.data_dir / "uploads",
-        upload_limit, value_fields=("caption_mode",),
-    )
+    # Concurrent uploads of one tenant (in any API process) share its quota as they stream.
+    upload_id = uuid.uuid4().hex
+    reservations = state.uploads
+
+    def progress(size: int) -> None:
+        upload_limit.check_in_flight(size, reservations.update(tenant.tenant_id, upload_id, size))
+
+    def release() -> None:
+        reservations.release(tenant.tenant_id, upload_id)
+
+    try:
+        received = await videos.receive_upload(
+            request.stream(), request.headers.get("content-type"), settings.data_dir / "uploads",
+            upload_limit, value_fields=("caption_mode",), on_progress=progress,
+        )
+    except BaseException:
+        await run_in_threadpool(release)
+        raise
+    # Until the video row is committed (or rolled back), its bytes still count as in flight.
+    uow.after_commit(release)
+    uow.on_rollback(release)
     try:
         mode = videos.parse_caption_mode(received.fields.get("caption_mode"), settings)
     except BaseException:
@@ -140,7 +157,8 @@ def delete_video(video_id: uuid.UUID, tenant: Tenant, uow: UoW, state: State) ->
 def add_subtitles(
     video_id: uuid.UUID, tenant: Tenant, uow: UoW,
     file: Annotated[UploadFile, File(description="An .srt or .vtt file")],
-    language: Annotated[str | None, Form(max_length=20)] = None,
+    language: Annotated[str | None, Form(pattern=r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8}){0,2}$",
+                                         description="A language tag, e.g. en or pt-BR")] = None,
     format: Annotated[str | None, Form(pattern="^(srt|vtt|webvtt)$",
                                        description="Overrides the file name's extension")] = None,
 ) -> SubtitlePublic:
@@ -171,7 +189,8 @@ def list_subtitles(video_id: uuid.UUID, tenant: Tenant, uow: UoW) -> list[Subtit
 )
 def ask_question(
     video_id: uuid.UUID, body: QuestionCreate, tenant: Tenant, uow: UoW, state: State,
-    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200,
+                                                  pattern=r"^[\x21-\x7e]+$")] = None,
 ) -> Response:
     """Queue a job answering the question; it waits for captions if the video is not ready."""
     runtime = state.runtime

@@ -72,7 +72,8 @@ async def test_idempotency_keys_are_per_tenant(client, tenant, other_tenant, sma
 async def test_questions_are_validated_with_the_error_shape(client, tenant, video):
     for body in ({"question": ""}, {"question": "   "}, {"question": "q", "options": ["a"]},
                  {"question": "q", "budgets": {"max_rounds": 0}},
-                 {"question": "q", "callback_url": "ftp://x"}, {"question": "q", "extra": 1}):
+                 {"question": "q", "callback_url": "ftp://x"}, {"question": "q", "extra": 1},
+                 {"question": "nul\x00here"}, {"question": "q", "options": ["a", "b\x00"]}):
         response = await client.post(f"/v1/videos/{video['id']}/questions",
                                      headers=tenant.headers, json=body)
         assert response.status_code == 422, body

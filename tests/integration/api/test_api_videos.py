@@ -43,7 +43,7 @@ def files_under(path: Path) -> list[Path]:
 
 
 async def test_upload_stores_probes_and_enqueues_ingest(client, tenant, small_video, runtime,
-                                                        queue, rows):
+                                                        queue, rows, redis_client):
     response = await upload(client, tenant.headers, small_video, caption_mode="eager")
     assert response.status_code == 201, response.text
     body = response.json()
@@ -62,6 +62,7 @@ async def test_upload_stores_probes_and_enqueues_ingest(client, tenant, small_vi
     assert stored.read_bytes() == small_video
     assert files_under(runtime.settings.data_dir / "uploads") == []
     assert queue.calls == [("ingest", uuid.UUID(body["id"]))]
+    assert redis_client.hlen(f"vidnav:uploads:{tenant.id}") == 0  # no longer in flight
     # Rate-limit headers ride on every authenticated response.
     assert int(response.headers["RateLimit-Limit"]) == runtime.settings.rate_limit_per_minute
     assert "RateLimit-Remaining" in response.headers
@@ -305,3 +306,41 @@ async def test_subtitles_upload_and_list(client, tenant, small_video, rows):
     unsupported = await client.post(url, headers=tenant.headers,
                                     files={"file": ("a.ass", b"[Script Info]")})
     assert unsupported.status_code == 415
+
+
+async def test_concurrent_uploads_share_the_quota(client, make_tenant, redis_client, rows):
+    import asyncio
+
+    mib = 1024 * 1024
+    small = make_tenant("busy", upload_quota_bytes=3 * mib)
+    a_waiting, a_go = asyncio.Event(), asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        head, _, tail = multipart_parts(b"", filename="a.mp4")
+        yield head
+        for _ in range(2):
+            yield os.urandom(mib)
+        a_waiting.set()  # both MiB have been read and counted by now
+        await a_go.wait()
+        yield tail
+
+    async def fast_body() -> AsyncIterator[bytes]:
+        head, _, tail = multipart_parts(b"", filename="b.mp4")
+        yield head
+        for _ in range(2):
+            yield os.urandom(mib)
+        yield tail
+
+    headers = {**small.headers, **MULTIPART}
+    first = asyncio.create_task(client.post("/v1/videos", headers=headers, content=slow_body()))
+    await asyncio.wait_for(a_waiting.wait(), timeout=10)
+    key = f"vidnav:uploads:{small.id}"
+    assert sum(int(v) for v in redis_client.hvals(key)) == 2 * mib
+    second = await client.post("/v1/videos", headers=headers, content=fast_body())
+    assert second.status_code == 413, second.text
+    assert second.json()["error"]["code"] == "upload_quota_exceeded"
+    assert second.json()["error"]["details"]["in_flight_bytes"] == 2 * mib
+    a_go.set()
+    assert (await first).status_code == 400  # random bytes: refused by the probe, not the quota
+    assert redis_client.hlen(key) == 0  # both reservations released
+    assert rows(Video) == []
