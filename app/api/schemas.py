@@ -115,6 +115,12 @@ class Budgets(BaseModel):
 
     max_rounds: int | None = Field(default=None, ge=1, le=200,
                                    description="Most navigation rounds before giving up")
+    max_video_qa_calls: int | None = Field(default=None, ge=0, le=1000,
+                                           description="Most video_qa tool calls")
+    max_captions_generated: int | None = Field(
+        default=None, ge=0, le=100_000,
+        description="Most captions the navigation may have generated (cached ones are free)",
+    )
 
 
 class QuestionCreate(BaseModel):

@@ -31,7 +31,7 @@ class QuestionInput:
 
     question: str
     options: tuple[str, ...] | None = None
-    max_rounds: int | None = None
+    budgets: dict[str, int] | None = None  # max_rounds, max_video_qa_calls, max_captions_generated
     callback_url: str | None = None
 
     def request_hash(self, video_id: uuid.UUID) -> str:
@@ -39,7 +39,7 @@ class QuestionInput:
         body = {
             "video_id": str(video_id), "question": self.question,
             "options": list(self.options) if self.options is not None else None,
-            "max_rounds": self.max_rounds, "callback_url": self.callback_url,
+            "budgets": self.budgets or {}, "callback_url": self.callback_url,
         }
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
@@ -75,11 +75,12 @@ def create_job(
         existing = _by_idempotency_key(session, tenant_id, idempotency_key)
         if existing is not None:
             return _same_request(existing, digest), False
-    max_rounds = question.max_rounds or settings.max_rounds
+    budgets = dict(question.budgets or {})
+    budgets["max_rounds"] = budgets.get("max_rounds") or settings.max_rounds
     job = Job(
         tenant_id=tenant_id, video_id=video.id, question=question.question,
         options=list(question.options) if question.options is not None else None,
-        budgets={"max_rounds": max_rounds}, settings_used=settings_snapshot(settings, max_rounds),
+        budgets=budgets, settings_used=settings_snapshot(settings, budgets["max_rounds"]),
         status="queued", callback_url=question.callback_url, idempotency_key=idempotency_key,
         request_hash=digest,
     )

@@ -72,12 +72,15 @@ def test_every_error_kind_has_a_status() -> None:
 
 def test_request_hash_tells_requests_apart() -> None:
     video = uuid.uuid4()
-    base = QuestionInput("Why?", ("a", "b"), 5, None)
-    same = QuestionInput("Why?", ("a", "b"), 5, None)
+    five = {"max_rounds": 5}
+    base = QuestionInput("Why?", ("a", "b"), five, None)
+    same = QuestionInput("Why?", ("a", "b"), {"max_rounds": 5}, None)
     assert base.request_hash(video) == same.request_hash(video)
-    for other in (QuestionInput("Why not?", ("a", "b"), 5, None),
-                  QuestionInput("Why?", ("b", "a"), 5, None), QuestionInput("Why?", None, 5, None),
-                  QuestionInput("Why?", ("a", "b"), 6, None),
-                  QuestionInput("Why?", ("a", "b"), 5, "http://x/")):
+    for other in (QuestionInput("Why not?", ("a", "b"), five, None),
+                  QuestionInput("Why?", ("b", "a"), five, None),
+                  QuestionInput("Why?", None, five, None),
+                  QuestionInput("Why?", ("a", "b"), {"max_rounds": 6}, None),
+                  QuestionInput("Why?", ("a", "b"), {**five, "max_video_qa_calls": 1}, None),
+                  QuestionInput("Why?", ("a", "b"), five, "http://x/")):
         assert other.request_hash(video) != base.request_hash(video)
     assert base.request_hash(uuid.uuid4()) != base.request_hash(video)

@@ -196,7 +196,7 @@ def ask_question(
     runtime = state.runtime
     question = QuestionInput(
         question=body.question, options=tuple(body.options) if body.options else None,
-        max_rounds=body.budgets.max_rounds if body.budgets else None,
+        budgets=body.budgets.model_dump(exclude_none=True) if body.budgets else None,
         callback_url=str(body.callback_url) if body.callback_url else None,
     )
     job, created = jobs.create_job(uow.session, tenant.tenant_id, video_id, question,

@@ -30,13 +30,13 @@ async def ask(client, tenant, video_id, **body):
 async def test_question_creates_a_queued_job_and_enqueues_it(client, tenant, video, queue,
                                                              runtime):
     response = await ask(client, tenant, video["id"], options=["red", "blue"],
-                         budgets={"max_rounds": 7})
+                         budgets={"max_rounds": 7, "max_video_qa_calls": 2})
     assert response.status_code == 202, response.text
     job = response.json()
     assert job["status"] == "queued"
     assert job["video_id"] == video["id"]
     assert job["options"] == ["red", "blue"]
-    assert job["budgets"] == {"max_rounds": 7}
+    assert job["budgets"] == {"max_rounds": 7, "max_video_qa_calls": 2}
     assert job["rounds"] == 0 and job["answer"] is None and job["error"] is None
     assert queue.calls[-1] == ("navigate", uuid.UUID(job["id"]))
     with runtime.session_factory() as session:
@@ -72,6 +72,7 @@ async def test_idempotency_keys_are_per_tenant(client, tenant, other_tenant, sma
 async def test_questions_are_validated_with_the_error_shape(client, tenant, video):
     for body in ({"question": ""}, {"question": "   "}, {"question": "q", "options": ["a"]},
                  {"question": "q", "budgets": {"max_rounds": 0}},
+                 {"question": "q", "budgets": {"max_video_qa_calls": -1}},
                  {"question": "q", "callback_url": "ftp://x"}, {"question": "q", "extra": 1},
                  {"question": "nul\x00here"}, {"question": "q", "options": ["a", "b\x00"]}):
         response = await client.post(f"/v1/videos/{video['id']}/questions",
