@@ -9,8 +9,9 @@
     so it probes and is stored like any upload): throughput, and the server's peak RSS
     growth sampled every 20 ms. Target: under 64 MB growth.
 
-Needs Postgres and Redis (the integration-test defaults) and ``wrk`` (``apt-get install
-wrk``). The results replace the "api" section of bench/RESULTS.md.
+Needs Postgres and Redis and ``wrk`` (``apt-get install wrk``); it recreates its own
+database (``vidnav_bench_api``, or ``VIDNAV_BENCH_API_DATABASE_URL``) and uses Redis db 12.
+The results replace the "api" section of bench/RESULTS.md.
 
 Run: ``.venv/bin/python -m bench.api [--duration S] [--upload-mib N]`` from the repository root.
 """
@@ -44,9 +45,9 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## api"
 WORK = ROOT / "bench" / "_work" / "api"
-DATABASE_URL = os.environ.get("VIDNAV_BENCH_DATABASE_URL",
-                              "postgresql://postgres@127.0.0.1:5432/vidnav_bench")
-REDIS_URL = os.environ.get("VIDNAV_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+DATABASE_URL = os.environ.get("VIDNAV_BENCH_API_DATABASE_URL",
+                              "postgresql://postgres@127.0.0.1:5432/vidnav_bench_api")
+REDIS_URL = os.environ.get("VIDNAV_BENCH_API_REDIS_URL", "redis://127.0.0.1:6379/12")
 CONNECTIONS = 64
 THROUGHPUT_TARGET = 0.5
 P99_TARGET_MS = 50.0
@@ -320,10 +321,12 @@ def main() -> None:
     ])
     if ratio < THROUGHPUT_TARGET or job_p99 >= P99_TARGET_MS:
         section += (
-            "\nWhy the read path lags: beyond FastAPI's own work it makes a Redis round trip "
-            "(the tenant's rate-limit counter) and a Postgres round trip per request, and "
-            "Postgres, Redis, wrk and both servers share the same CPUs with other jobs; the "
-            "trivial endpoint's own p99 above shows how loaded they were.\n"
+            f"\nWhy the targets are missed: the read path costs {job_cpu / trivial_cpu:.1f}x the "
+            "trivial endpoint's server CPU (auth, the rate-limit counter, a Postgres round trip "
+            "and FastAPI's dependency handling), and the one uvicorn process is CPU-bound at "
+            "this load, so 64 connections queue: by Little's law the "
+            f"mean wait alone is {1000 * CONNECTIONS / job_rps:.0f} ms. Postgres, Redis and wrk "
+            "share the same 2 CPUs.\n"
         )
     print(section)
     if not args.no_write:
