@@ -97,7 +97,9 @@ async def upload_video(request: Request, tenant: Tenant, uow: UoW, state: State)
             upload_limit, value_fields=("caption_mode",), on_progress=progress,
         )
     except BaseException:
-        await run_in_threadpool(release)
+        # Called inline, not awaited: on a client disconnect the task is being cancelled and
+        # an await here would never run it (one quick Redis call).
+        release()
         raise
     # Until the video row is committed (or rolled back), its bytes still count as in flight.
     uow.after_commit(release)
