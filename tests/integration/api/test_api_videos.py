@@ -344,3 +344,22 @@ async def test_concurrent_uploads_share_the_quota(client, make_tenant, redis_cli
     assert (await first).status_code == 400  # random bytes: refused by the probe, not the quota
     assert redis_client.hlen(key) == 0  # both reservations released
     assert rows(Video) == []
+
+
+async def test_upload_broken_off_by_the_client_leaves_nothing(client, tenant, runtime, rows,
+                                                               redis_client):
+    class ClientGone(Exception):
+        pass
+
+    async def body() -> AsyncIterator[bytes]:
+        head, _, _ = multipart_parts(b"")
+        yield head
+        for _ in range(3):
+            yield os.urandom(1024 * 1024)
+        raise ClientGone  # the connection drops mid-file
+
+    with pytest.raises(ClientGone):
+        await client.post("/v1/videos", headers={**tenant.headers, **MULTIPART}, content=body())
+    assert files_under(runtime.settings.data_dir) == []
+    assert rows(Video) == []
+    assert redis_client.hlen(f"vidnav:uploads:{tenant.id}") == 0
