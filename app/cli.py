@@ -257,7 +257,7 @@ def run_question(runtime: Runtime, tenant_id: uuid.UUID, video_id: uuid.UUID, qu
         job, _created = create_job(
             session, tenant_id, video_id,
             QuestionInput(question=question, options=tuple(options) or None,
-                          max_rounds=max_rounds),
+                          budgets={"max_rounds": max_rounds} if max_rounds else None),
             runtime.settings,
         )
         job_id = job.id
