@@ -50,6 +50,7 @@ _POLL_S = 0.05
 # share ffmpeg runs and seeks, but every frame of the group is held in memory at once.
 DECODE_BUDGET_BYTES = 32 * 2**20
 DECODE_FIRST_GROUP = 2
+DECODERS = 2
 DECODE_MAX_GROUP = 256
 PROGRESS_EVERY_S = 0.25
 
@@ -475,7 +476,10 @@ async def caption_batch(runtime: Runtime, ctx: VideoContext, nodes: Sequence[Nod
     last_progress = [0.0]
     keys = [node_key(n) for n in nodes]
     stored = await asyncio.to_thread(_read_rows, runtime, ctx, keys)
-    todo = [n for n, k in zip(nodes, keys, strict=True) if k not in stored]
+    # In time order (a node, then its children): a group then covers one stretch of the
+    # video whatever the levels, so the video is decoded about once, not once per level.
+    todo = sorted((n for n, k in zip(nodes, keys, strict=True) if k not in stored),
+                  key=lambda n: (ctx.geometry.frame_range(n)[0], len(n)))
     report.served = len(nodes) - len(todo)
     if not todo:
         report.wall_seconds = time.perf_counter() - began
@@ -485,13 +489,15 @@ async def caption_batch(runtime: Runtime, ctx: VideoContext, nodes: Sequence[Nod
     writer = RowWriter(runtime, ctx)
     ready: asyncio.Queue[NodeFrames | None] = asyncio.Queue(
         maxsize=max(settings.decode_ahead, workers))
-    # One decoded group waits while the next is decoded, so decoding never pauses for the
-    # captioner to drain a group, and memory stays within a few DECODE_BUDGET_BYTES.
-    decoded: asyncio.Queue[list[NodeFrames] | None] = asyncio.Queue(maxsize=1)
+    # Decoded groups wait while the next ones are decoded, so decoding never pauses for the
+    # captioner to drain a group; memory stays within a few DECODE_BUDGET_BYTES. Two
+    # decoders keep both an ffmpeg run and the Python side of the next one busy.
+    decoded: asyncio.Queue[list[NodeFrames] | None] = asyncio.Queue(maxsize=DECODERS)
+    groups = iter(decode_groups(ctx, todo))
 
     async def decode() -> None:
         try:
-            for group in decode_groups(ctx, todo):
+            for group in groups:
                 requests = [(ctx.geometry.sample_frames(n), ctx.geometry.max_side(len(n)))
                             for n in group]
                 images = await asyncio.to_thread(ctx.reader.read_many, requests)
@@ -504,7 +510,12 @@ async def caption_batch(runtime: Runtime, ctx: VideoContext, nodes: Sequence[Nod
 
     async def feed() -> None:
         try:
-            while (group := await decoded.get()) is not None:
+            finished = 0
+            while finished < DECODERS:
+                group = await decoded.get()
+                if group is None:
+                    finished += 1
+                    continue
                 for frames in group:
                     await ready.put(frames)
         finally:
@@ -535,7 +546,8 @@ async def caption_batch(runtime: Runtime, ctx: VideoContext, nodes: Sequence[Nod
                 last_progress[0] = now
                 await asyncio.to_thread(on_progress)
 
-    tasks = [asyncio.create_task(decode()), asyncio.create_task(feed())]
+    tasks = [asyncio.create_task(decode()) for _ in range(DECODERS)]
+    tasks.append(asyncio.create_task(feed()))
     tasks += [asyncio.create_task(caption_worker()) for _ in range(workers)]
     try:
         await asyncio.gather(*tasks)
