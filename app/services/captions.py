@@ -433,7 +433,7 @@ def scheduled_nodes(geometry: VideoGeometry, mode: str) -> list[NodeId]:
 
 def decode_groups(ctx: VideoContext, nodes: Sequence[NodeId]) -> Iterator[list[NodeId]]:
     """Split ``nodes`` (in order) into groups whose distinct decoded frames fit the budget;
-    the first group is small so the captioner starts early."""
+    the first groups are small (2, then 32 nodes) so the captioner starts early."""
     probe = ctx.reader.probe
     group: list[NodeId] = []
     seen: set[tuple[int, int]] = set()
@@ -446,7 +446,7 @@ def decode_groups(ctx: VideoContext, nodes: Sequence[NodeId]) -> Iterator[list[N
         cost = len(frames - seen) * width * height * 3
         if group and (used + cost > DECODE_BUDGET_BYTES or len(group) >= limit):
             yield group
-            group, seen, used, limit = [], set(), 0, DECODE_MAX_GROUP
+            group, seen, used, limit = [], set(), 0, min(limit * 16, DECODE_MAX_GROUP)
             cost = len(frames) * width * height * 3
         group.append(node)
         seen |= frames
@@ -485,7 +485,10 @@ async def caption_batch(runtime: Runtime, ctx: VideoContext, nodes: Sequence[Nod
         report.wall_seconds = time.perf_counter() - began
         return report
 
-    workers = max(1, min(settings.captioner_concurrency, len(todo)))
+    # More nodes in hand than model slots: while some are JPEG-encoded, written or cached,
+    # others fill the slots. The model client still caps calls in flight at the limit.
+    slots = settings.captioner_concurrency
+    workers = max(1, min(slots + (slots + 1) // 2, len(todo)))
     writer = RowWriter(runtime, ctx)
     ready: asyncio.Queue[NodeFrames | None] = asyncio.Queue(
         maxsize=max(settings.decode_ahead, workers))
