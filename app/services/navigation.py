@@ -212,8 +212,13 @@ def _finish(runtime: Runtime, job_id: uuid.UUID, attempt: int, trace: Trace | No
         if trace is not None:
             job.answer = trace.answer
             job.progress_round = len(trace.rounds)
-            summary: dict[str, Any] = trace.to_dict()
-            summary.pop("rounds")  # they are the job's trace_steps
+            # The trace summary (what metrics and the API read), plus the parts of the trace
+            # that are not rounds: those are the job's trace_steps.
+            summary: dict[str, Any] = trace.summary.to_dict()
+            full = trace.to_dict()
+            for key in ("outcome", "stop_reason", "error", "budgets", "high_captions",
+                        "width", "duration"):
+                summary[key] = full[key]
             job.summary = summary
         delivery_id = _create_delivery(session, job)
     _publish_result(runtime, job_id)

@@ -55,8 +55,8 @@ def test_ten_questions_generate_each_caption_once(make_stack) -> None:
         assert stack.trace_rounds(job.id) == [0, 1, 2, 3]
         assert job.progress_round == 4
         assert job.summary is not None and job.summary["outcome"] == "answered"
-        assert job.summary["summary"]["captions_cached"] >= 4
-    generated = sum(j.summary["summary"]["captions_generated"] for j in jobs)
+        assert job.summary["captions_cached"] >= 4
+    generated = sum(j.summary["captions_generated"] for j in jobs)
     assert generated == len(rows) - 4
 
 
@@ -83,7 +83,7 @@ def test_sigkilled_navigation_is_finished_by_a_restarted_worker(make_stack) -> N
     keys = [r.node_key for r in rows]
     assert len(keys) == len(set(keys))
     # The rerun served the captions the killed run had made from the cache.
-    assert job.summary is not None and job.summary["summary"]["captions_cached"] >= 4
+    assert job.summary is not None and job.summary["captions_cached"] >= 4
 
 
 def test_model_server_down_then_back_retries_and_finishes(make_stack) -> None:
@@ -180,5 +180,5 @@ def test_question_on_a_video_still_captioning_waits_for_it(make_stack) -> None:
     assert job.status == "succeeded"
     assert job.started_at is not None and job.summary is not None
     # Eager captioned every node ahead, so the navigation generated nothing itself.
-    assert job.summary["summary"]["captions_generated"] == 0
+    assert job.summary["captions_generated"] == 0
     assert stack.calls(CAPTIONER_MODEL) == 84
