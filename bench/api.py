@@ -41,9 +41,10 @@ import psutil
 import psycopg
 from fastapi import FastAPI
 
+from bench.results import finish, load_average
+
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "RESULTS.md"
-SECTION = "## api"
+NAME = "api"
 WORK = ROOT / "bench" / "_work" / "api"
 DATABASE_URL = os.environ.get("VIDNAV_BENCH_API_DATABASE_URL",
                               "postgresql://postgres@127.0.0.1:5432/vidnav_bench_api")
@@ -232,19 +233,6 @@ def medians(runs: list[tuple[float, float, float]]) -> tuple[float, float, float
     return rps, p99, cpu
 
 
-def write_section(section: str) -> None:
-    """Replace the "api" section of RESULTS.md, or append it; others stay as they are."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip("\n") == SECTION), None)
-    if start is None:
-        RESULTS.write_text(text.rstrip("\n") + "\n\n" + section)
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-               len(lines))
-    tail = "".join(lines[end:])
-    RESULTS.write_text("".join(lines[:start]) + section + ("\n" + tail if tail else ""))
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -294,10 +282,10 @@ def main() -> None:
     job_rps, job_p99, job_cpu = medians(results["job"])
     ratio = job_rps / trivial_rps
     mib_s = args.upload_mib / seconds
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    load = load_average()
     met = lambda ok: "met" if ok else "NOT met"  # noqa: E731
     section = "\n".join([
-        SECTION, "",
+        f"## {NAME}", "",
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
         f"{platform.machine()}, {os.cpu_count()} CPUs shared with other work; one uvicorn "
         f"process per app, wrk -t2 -c{CONNECTIONS}, {args.rounds} interleaved runs of "
@@ -328,10 +316,7 @@ def main() -> None:
             f"mean wait alone is {1000 * CONNECTIONS / job_rps:.0f} ms. Postgres, Redis and wrk "
             "share the same 2 CPUs.\n"
         )
-    print(section)
-    if not args.no_write:
-        write_section(section)
-        print(f"written to {RESULTS}")
+    finish(NAME, section, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -44,11 +44,11 @@ from app.services.captions import (
 )
 from app.services.runtime import Runtime, build_runtime
 from app.settings import Settings
+from bench.results import finish, load_average
 from tests.support.fixtures import ScriptedServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-SECTION = "## captioning"
+NAME = "captioning"
 DATABASE_URL = os.environ.get("VIDNAV_BENCH_DATABASE_URL",
                               "postgresql://postgres@127.0.0.1:5432/vidnav_bench")
 REDIS_URL = os.environ.get("VIDNAV_BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -313,12 +313,12 @@ def _quantile(values: list[float], q: float) -> float:
 
 def report(cap: dict[str, Any], nav: dict[str, Any]) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    load = load_average()
     cap_ok = "met" if cap["share"] >= 0.85 else "NOT met"
     raw = cap["raw"]
     nav_ok = "met" if nav["per_round"] * 1000 < 20 else "NOT met"
     return "\n".join([
-        SECTION,
+        f"## {NAME}",
         "",
         f"{now}, Python {platform.python_version()}, {platform.machine()}, "
         f"{os.cpu_count()} CPUs. Command: `.venv/bin/python -m bench.captioning`.",
@@ -363,19 +363,6 @@ def report(cap: dict[str, Any], nav: dict[str, Any]) -> str:
     ])
 
 
-def write_section(section: str) -> None:
-    """Replace the "captioning" section of RESULTS.md, or append it; others stay as they are."""
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip("\n") == SECTION), None)
-    if start is None:
-        RESULTS.write_text(text.rstrip("\n") + "\n\n" + section)
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-               len(lines))
-    tail = "".join(lines[end:])
-    RESULTS.write_text("".join(lines[:start]) + section + ("\n" + tail if tail else ""))
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -389,10 +376,7 @@ def main() -> None:
     cap = measure_captioning(video)
     nav = measure_navigation(video, args.runs)
     section = report(cap, nav)
-    print(section)
-    if not args.no_write:
-        write_section(section)
-        print(f"written to {RESULTS}")
+    finish(NAME, section, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.results import finish, load_average
+
 NAME = "cpu_profile"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 INGEST_TARGET_S = 180.0
 QUESTION_TARGET_S = 5.0
 
@@ -160,20 +161,6 @@ def report(runs: list[VideoRun], load: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(section: str, path: Path = RESULTS) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it), leaving others alone."""
-    text = path.read_text("utf-8") if path.exists() else "# Benchmark results\n\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == f"## {NAME}"), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-                   len(lines))
-        text = "".join(lines[:start]) + section + ("\n" if end < len(lines) else "") + \
-            "".join(lines[end:])
-    path.write_text(text, "utf-8")
-
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or NAME).splitlines()[0])
@@ -185,12 +172,9 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.videos:
         print(f"{name}: ingesting and asking…", file=sys.stderr, flush=True)
         runs.append(measure(name))
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    load = load_average()
     section = report(runs, load)
-    print(section)
-    if not args.no_write:
-        write_section(section)
-        print(f"written to {RESULTS}")
+    finish(NAME, section, write=not args.no_write)
 
 
 if __name__ == "__main__":

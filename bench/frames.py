@@ -30,10 +30,10 @@ import numpy as np
 from app.core.tree import VideoGeometry, max_side
 from app.media.frames import FrameReader, scaled_size
 from app.media.probe import VideoProbe, probe_video
+from bench.results import finish, load_average
 
 NAME = "frames"
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 BENCH_DIR = ROOT / ".cache" / "bench"
 COPIES = 6
 
@@ -291,25 +291,11 @@ def report(m: dict[str, object]) -> str:
         "for a leaf in the middle of the hour (extrapolated, not run). "
         f"One-time reader set-up (keyframe layout probe): {m['setup_s']:.3f} s"
         + (f"; decord VideoReader open: {m['decord_setup_s']:.3f} s." if m["decord"] else ".")
-        + f" Load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}.",
+        + f" Load average at the end: {load_average()}.",
         "",
     ]
     return "\n".join(lines)
 
-
-def write_section(section: str, path: Path = RESULTS) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it), leaving others alone."""
-    text = path.read_text("utf-8") if path.exists() else "# Benchmark results\n\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == f"## {NAME}"), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-                   len(lines))
-        text = "".join(lines[:start]) + section + ("\n" if end < len(lines) else "") + \
-            "".join(lines[end:])
-    path.write_text(text, "utf-8")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -319,10 +305,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     section = report(measure(args.runs, args.seed))
-    print(section)
-    if not args.no_write:
-        write_section(section)
-        print(f"written to {RESULTS}")
+    finish(NAME, section, write=not args.no_write)
 
 
 if __name__ == "__main__":

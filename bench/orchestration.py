@@ -43,10 +43,10 @@ from app.core.ports import (
 from app.core.tree import HIGH, LOW, MEDIUM, VideoGeometry
 from app.models.openai_client import OpenAIChatClient
 from app.models.policy import LLMPolicy
+from bench.results import finish
 from tests.support.scripted_server import ScriptedServer
 
 NAME = "orchestration"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 MODEL_CALL_MS = 200.0
 TARGET_SHARE = 0.02
 ROUNDS = 30
@@ -196,20 +196,6 @@ def _load() -> str:
         return "unknown"
 
 
-def write_section(section: str, path: Path = RESULTS) -> None:
-    """Replace this benchmark's section of RESULTS.md (or append it), leaving others alone."""
-    text = path.read_text("utf-8") if path.exists() else "# Benchmark results\n\n"
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.strip() == f"## {NAME}"), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-                   len(lines))
-        text = "".join(lines[:start]) + section + ("\n" if end < len(lines) else "") + \
-            "".join(lines[end:])
-    path.write_text(text, "utf-8")
-
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -218,10 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     section = report(asyncio.run(measure(args.runs, args.http_runs)))
-    print(section)
-    if not args.no_write:
-        write_section(section)
-        print(f"written to {RESULTS}")
+    finish(NAME, section, write=not args.no_write)
 
 
 if __name__ == "__main__":

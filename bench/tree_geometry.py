@@ -25,14 +25,13 @@ import time
 import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 
 from app.core.tree import LEVELS, VideoGeometry
+from bench.results import write_section
 
 NAME = "tree_geometry"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 VIDEOS = [("10 min @ 30 fps", 18_000, 30.0), ("1 h @ 30 fps", 108_000, 30.0),
           ("24 h @ 60 fps", 5_184_000, 60.0)]
 
@@ -78,19 +77,6 @@ def measure(build: Callable[[VideoGeometry], Tree], geometry: VideoGeometry,
     return statistics.median(times), peak, result
 
 
-def write_section(text: str) -> None:
-    old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
-    lines = old.splitlines(keepends=True)
-    out: list[str] = []
-    skipping = False
-    for line in lines:
-        if line.startswith("## "):
-            skipping = line.strip() == f"## {NAME}"
-        if not skipping:
-            out.append(line)
-    body = "".join(out).rstrip("\n") + "\n\n" + text
-    RESULTS.write_text(body, encoding="utf-8")
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -130,7 +116,7 @@ def main() -> None:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     table += ["", f"Load average at the end: {' '.join(f'{x:.2f}' for x in load or ())} "
               f"on {os.cpu_count()} CPUs.", ""]
-    write_section("\n".join(table))
+    write_section(NAME, "\n".join(table))
 
 
 if __name__ == "__main__":
