@@ -304,7 +304,7 @@ def collect_result(runtime: Runtime, video_id: uuid.UUID, job_id: uuid.UUID,
             }
             for step in trace_steps(session, job_id)
         ]
-        summary = dict((job.summary or {}).get("summary") or {})
+        summary = dict(job.summary or {})  # the trace summary, outcome and stop reason
         return AskResult(
             video_id=str(video_id), job_id=str(job_id), status=job.status, answer=job.answer,
             rounds=len(steps), trace=steps, timings=timings, summary=summary,
