@@ -258,6 +258,17 @@ def update_progress(session: Session, video_id: uuid.UUID) -> tuple[int, int, st
 # --- one caption, single-flight ------------------------------------------------------------
 
 
+async def _from_database(
+    runtime: Runtime, ctx: VideoContext, node: NodeId, key: str
+) -> CaptionResult | None:
+    """The node's stored caption, put back in the cache (a Redis flush may have emptied it)."""
+    rows = await asyncio.to_thread(_read_rows, runtime, ctx, [node_key(node)])
+    if not rows:
+        return None
+    await runtime.caption_cache.put(key, rows[node_key(node)])
+    return _served(node, rows[node_key(node)])
+
+
 async def obtain_caption(
     runtime: Runtime, ctx: VideoContext, node: NodeId,
     load_frames: Callable[[], Awaitable[NodeFrames]], *, known_missing: bool = False,
@@ -273,10 +284,9 @@ async def obtain_caption(
         hit = await cache.get(key)
         if hit is not None:
             return _served(node, hit)
-        rows = await asyncio.to_thread(_read_rows, runtime, ctx, [node_key(node)])
-        if rows:
-            await cache.put(key, rows[node_key(node)])
-            return _served(node, rows[node_key(node)])
+        served = await _from_database(runtime, ctx, node, key)
+        if served is not None:
+            return served
 
     pending = cache.inflight.get(key)
     if pending is not None:
@@ -337,10 +347,9 @@ async def _generate_once(
             hit = await cache.get(key)
             if hit is not None:
                 return _served(node, hit)
-        rows = await asyncio.to_thread(_read_rows, runtime, ctx, [node_key(node)])
-        if rows:
-            await cache.put(key, rows[node_key(node)])
-            return _served(node, rows[node_key(node)])
+        served = await _from_database(runtime, ctx, node, key)
+        if served is not None:
+            return served
         # The holder gave up (failed or died) without a caption: try ourselves.
 
 
