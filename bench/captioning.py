@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import faulthandler
-import hashlib
 import os
 import platform
 import statistics
@@ -36,7 +35,7 @@ import psycopg
 from sqlalchemy import func, select
 
 from app.db import migrate
-from app.db.models import CaptionNode, Job, Tenant, TraceStep, Video
+from app.db.models import CaptionNode, Job, TraceStep, Video
 from app.services.captions import (
     caption_batch,
     load_video_context,
@@ -45,6 +44,7 @@ from app.services.captions import (
 from app.services.runtime import Runtime, build_runtime
 from app.settings import Settings
 from bench.results import finish, load_average
+from tests.support.factories import add_uploaded_video
 from tests.support.fixtures import ScriptedServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,17 +104,7 @@ def bench_settings(server: ScriptedServerProcess, **overrides: Any) -> dict[str,
 
 
 def add_video(runtime: Runtime, path: Path, mode: str) -> uuid.UUID:
-    data = path.read_bytes()
-    with runtime.session_factory() as session:
-        tenant = Tenant(name=f"bench-{uuid.uuid4().hex[:8]}")
-        session.add(tenant)
-        session.flush()
-        video = Video(tenant_id=tenant.id, sha256=hashlib.sha256(data).hexdigest(),
-                      original_name=path.name, size_bytes=len(data), storage_path=str(path),
-                      caption_mode=mode)
-        session.add(video)
-        session.commit()
-        return video.id
+    return add_uploaded_video(runtime.session_factory, path, mode)
 
 
 # --- (a) captioning concurrency -----------------------------------------------------------

@@ -4,7 +4,6 @@ running the same service functions as the Celery workers."""
 from __future__ import annotations
 
 import collections
-import hashlib
 import threading
 import time
 import uuid
@@ -16,11 +15,12 @@ import pytest
 from sqlalchemy import select
 
 from app.db import migrate
-from app.db.models import CaptionNode, Job, Tenant, TraceStep, Video
+from app.db.models import CaptionNode, Job, TraceStep, Video
 from app.services.queue import InlineQueue
 from app.services.runtime import Runtime, build_runtime
 from app.settings import Settings
 from tests.integration.workers.conftest import make_video
+from tests.support.factories import add_uploaded_video
 from tests.support.scripted_server import ScriptedServer
 
 
@@ -43,17 +43,7 @@ def embedded(tmp_path: Path, scripted_server: ScriptedServer) -> Iterator[Runtim
 
 
 def _add_video(runtime: Runtime, path: Path, mode: str) -> uuid.UUID:
-    data = path.read_bytes()
-    with runtime.session_factory() as session:
-        tenant = Tenant(name="embedded")
-        session.add(tenant)
-        session.flush()
-        video = Video(tenant_id=tenant.id, sha256=hashlib.sha256(data).hexdigest(),
-                      original_name=path.name, size_bytes=len(data), storage_path=str(path),
-                      caption_mode=mode)
-        session.add(video)
-        session.commit()
-        return video.id
+    return add_uploaded_video(runtime.session_factory, path, mode, tenant_name="embedded")
 
 
 def _wait(runtime: Runtime, model: type[Any], row_id: uuid.UUID, statuses: tuple[str, ...],

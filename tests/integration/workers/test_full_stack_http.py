@@ -113,16 +113,16 @@ def test_upload_ask_and_follow_a_job_over_http(api: tuple[Stack, ApiProcess, str
         assert created.status_code == 201, created.text
         video_id = created.json()["id"]
 
+        question = {"question": "What is shown?",
+                    "options": ["A box", "A cat", "A car", "A tree"]}
         # Posted at once: the question waits for the high-level captions by itself.
         asked = client.post(f"/v1/videos/{video_id}/questions",
-                            json={"question": "What is shown?",
-                                  "options": ["A box", "A cat", "A car", "A tree"]},
+                            json=question,
                             headers={"Idempotency-Key": "q-1"})
         assert asked.status_code == 202, asked.text
         job_id = asked.json()["id"]
         again = client.post(f"/v1/videos/{video_id}/questions",
-                            json={"question": "What is shown?",
-                                  "options": ["A box", "A cat", "A car", "A tree"]},
+                            json=question,
                             headers={"Idempotency-Key": "q-1"})
         assert again.json()["id"] == job_id
 
