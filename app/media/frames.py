@@ -1,11 +1,18 @@
-"""Decoding the sampled frames of tree nodes: seek, decode a few frames, scale in ffmpeg.
+"""Decoding the sampled frames of tree nodes: seek, decode as little as exactness allows.
 
 A 2-hour video must not be decoded from the start to fetch 16 frames. Requested frame
-indices are grouped into *segments*: runs of frames close enough that decoding through
-the gap is cheaper than starting a new seek (spawning ffmpeg and decoding from the
-previous keyframe). Each segment is one ffmpeg process that seeks to its first frame
-(`-ss` before `-i`, accurate seek) and keeps the wanted frames with the ``select`` filter,
-counting decoded frames, so indices stay exact even when timestamps are irregular.
+indices are grouped into *segments*, each decoded from one seek.
+
+MP4/MOV, Matroska/WebM and NUT files are decoded in this process with PyAV
+(``app.media.inprocess``): no process per segment, no raw frames through a pipe, packets
+no frame predicts from left undecoded unless wanted, and only wanted frames scaled. Other
+containers, and any segment the in-process pass cannot vouch for, go to the ffmpeg CLI:
+one process per segment that seeks to its first frame (`-ss` before `-i`, accurate seek)
+and keeps the wanted frames with the ``select`` filter, counting decoded frames, so
+indices stay exact even when timestamps are irregular.
+
+Both paths return the same frames; their pixels can differ by a few levels where the CLI's
+swscale (the system ffmpeg) and PyAV's bundled one round differently.
 """
 
 from __future__ import annotations
@@ -14,14 +21,17 @@ import base64
 import io
 import math
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from app.media import inprocess
 from app.media.ffmpeg import (
     check_local_file,
     find_ffmpeg,
@@ -50,6 +60,11 @@ DECODER_MEMORY_BUDGET = 128 * 2**20
 # after it (AVI also, once B-frames blur its timestamps); their frames are decoded from
 # the start, which is slow but exact.
 INDEXED_SEEK_DEMUXERS = frozenset({"mov", "mp4", "matroska", "webm", "nut"})
+# In process, a new seek costs little more than the packets it saves reading, and the pass
+# restarts at keyframes on its own; frames stay in one pass (one decoder, its threads)
+# unless a gap is this many keyframe intervals long, when a separate pass can run beside it.
+IN_PROCESS_SPLIT_GOPS = 1.5
+IN_PROCESS_MIN_SPLIT = 48
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +102,9 @@ class FrameReader:
     """Reads frames of one probed video by index; safe to share between threads."""
 
     def __init__(self, path: str | os.PathLike[str], probe: VideoProbe, *,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, workers: int | None = None) -> None:
+                 timeout_s: float = DEFAULT_TIMEOUT_S, workers: int | None = None,
+                 in_process: bool = True) -> None:
+        """``in_process=False`` keeps every read on the ffmpeg CLI (tests compare both)."""
         self.path: Path = check_local_file(path)
         self.probe = probe
         self.timeout_s = timeout_s
@@ -96,6 +113,12 @@ class FrameReader:
         self._timestamps: np.ndarray | None = None
         self._gop: float | None = None
         self.seekable = bool(INDEXED_SEEK_DEMUXERS & set(probe.container.split(",")))
+        self.in_process = in_process and bool(
+            inprocess.IN_PROCESS_DEMUXERS & set(probe.container.split(",")))
+        self._decoder: inprocess.InProcessDecoder | None = None
+        self._decoder_lock = threading.Lock()
+        # Frames the in-process path handed back to the CLI (0 on every file it handles).
+        self.cli_fallback_frames = 0
 
     # --- public API --------------------------------------------------------------------
 
@@ -116,8 +139,14 @@ class FrameReader:
             checked = self._check_indices(indices)
             size = scaled_size(self.probe.width, self.probe.height, max_side)
             wanted.setdefault(size, set()).update(checked)
-        segments = [seg for size, idx in wanted.items() for seg in self._plan(sorted(idx), size)]
         decoded: dict[tuple[int, tuple[int, int]], np.ndarray] = {}
+        leftover: dict[tuple[int, int], list[int]] = {}
+        for size, idx in wanted.items():
+            found, rest = self._read_in_process(sorted(idx), size)
+            decoded.update(((index, size), frame) for index, frame in found.items())
+            if rest:
+                leftover[size] = rest
+        segments = [seg for size, idx in leftover.items() for seg in self._plan(idx, size)]
         for segment, frames in zip(segments, self._run_segments(segments), strict=True):
             for index, frame in zip(segment.indices, frames, strict=True):
                 decoded[(index, segment.size)] = frame
@@ -133,6 +162,93 @@ class FrameReader:
         if stamps is not None:
             return float(stamps[min(index, len(stamps) - 1)])
         return self.probe.video_start_time_s + index / self.probe.fps
+
+    def close(self) -> None:
+        """Close the containers the in-process path keeps open (garbage collection would)."""
+        with self._decoder_lock:
+            decoder, self._decoder = self._decoder, None
+        if decoder is not None:
+            decoder.close()
+
+    # --- in-process decoding -------------------------------------------------------------
+
+    def _in_process_decoder(self) -> inprocess.InProcessDecoder | None:
+        with self._decoder_lock:
+            if self._decoder is None and self.in_process:
+                try:
+                    self._decoder = inprocess.InProcessDecoder(
+                        self.path, self.probe, timeout_s=self.timeout_s,
+                        pool_size=self.workers)
+                except inprocess.InProcessUnusable:
+                    self.in_process = False
+            return self._decoder
+
+    def _read_in_process(self, indices: list[int], size: tuple[int, int]
+                         ) -> tuple[dict[int, np.ndarray], list[int]]:
+        """Frames decoded in process, and the indices left for the ffmpeg CLI."""
+        decoder = self._in_process_decoder() if indices else None
+        if decoder is None:
+            return {}, indices
+        try:
+            clock = inprocess.FrameClock(self.probe.video_start_time_s, self.probe.fps,
+                                         self.probe.num_frames, self._frame_timestamps())
+            passes = self._plan_in_process(decoder, indices)
+        except inprocess.InProcessUnusable:
+            return {}, indices
+        convert = self._converter(size)
+        parallel = min(self.workers, len(passes))
+        threads = max(1, (os.cpu_count() or 2) // parallel)
+
+        def run(group: list[int]) -> dict[int, np.ndarray] | None:
+            try:
+                return decoder.decode(group, clock, convert, threads=threads)
+            except inprocess.InProcessUnusable:
+                return None
+
+        if parallel == 1:
+            outputs = [run(group) for group in passes]
+        else:
+            with ThreadPoolExecutor(max_workers=parallel) as pool:
+                outputs = list(pool.map(run, passes))
+        frames: dict[int, np.ndarray] = {}
+        rest: list[int] = []
+        for group, output in zip(passes, outputs, strict=True):
+            if output is None:
+                rest.extend(group)
+            else:
+                frames.update(output)
+        with self._decoder_lock:
+            self.cli_fallback_frames += len(rest)
+        return frames, sorted(rest)
+
+    def _plan_in_process(self, decoder: inprocess.InProcessDecoder, indices: list[int]
+                         ) -> list[list[int]]:
+        """Split sorted unique indices into passes at gaps long enough that a keyframe
+        almost surely lies inside (so no reference frame is decoded by two passes)."""
+        split = max(IN_PROCESS_MIN_SPLIT, IN_PROCESS_SPLIT_GOPS * decoder.keyframe_interval())
+        passes: list[list[int]] = [[indices[0]]]
+        for index in indices[1:]:
+            group = passes[-1]
+            if index - group[-1] <= split and index - group[0] < MAX_SEGMENT_SPAN:
+                group.append(index)
+            else:
+                passes.append([index])
+        return passes
+
+    def _converter(self, size: tuple[int, int]) -> Callable[[Any], np.ndarray]:
+        """Scale a decoded frame (area averaging, as the CLI's scale filter) to RGB, then
+        turn it upright as the CLI's autorotation does."""
+        width, height = size
+        turns = (self.probe.rotation // 90) % 4
+        if turns % 2:
+            width, height = height, width
+
+        def convert(frame: Any) -> np.ndarray:
+            image = frame.to_ndarray(width=width, height=height, format="rgb24",
+                                     interpolation="AREA")
+            return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+        return convert
 
     # --- planning ------------------------------------------------------------------------
 

@@ -22,14 +22,26 @@ def reader_for(path: Path, **kwargs: object) -> FrameReader:
     return FrameReader(path, probe_video(path), **kwargs)  # type: ignore[arg-type]
 
 
+# Containers the in-process (PyAV) path reads; MPEG-TS and AVI always go to the ffmpeg CLI.
+IN_PROCESS_FIXTURES = {"cfr_mp4", "vfr_mkv", "vfr_mp4", "offset_mp4", "webm", "odd_mp4"}
+PATHS = pytest.mark.parametrize("in_process", [True, False], ids=["in-process", "ffmpeg-cli"])
+
+
+def assert_path_used(reader: FrameReader, fixture: str, in_process: bool) -> None:
+    """The reader took the path the test meant, and the in-process one handed nothing back."""
+    assert reader.in_process is (in_process and fixture in IN_PROCESS_FIXTURES)
+    assert reader.cli_fallback_frames == 0
+
+
+@PATHS
 @pytest.mark.parametrize("fixture", [
     "cfr_mp4", "vfr_mkv", "vfr_mp4", "mpegts", "offset_mp4", "webm", "avi", "odd_mp4",
 ])
 def test_frames_read_alone_are_the_frames_asked_for(
-    fixture: str, request: pytest.FixtureRequest,
+    fixture: str, in_process: bool, request: pytest.FixtureRequest,
 ) -> None:
     path: Path = request.getfixturevalue(fixture)
-    reader = reader_for(path)
+    reader = reader_for(path, in_process=in_process)
     count = reader.probe.num_frames
     # Each index alone: every position in the first keyframe intervals, both sides of the
     # VFR jumps at 30 and 60, then a stride to the last frame.
@@ -37,20 +49,84 @@ def test_frames_read_alone_are_the_frames_asked_for(
                      & set(range(count)))
     wrong = [(i, got) for i in indices if (got := read_index(reader.read([i], 48)[0])) != i]
     assert wrong == []
+    assert_path_used(reader, fixture, in_process)
 
 
+@PATHS
 @pytest.mark.parametrize("fixture", ["cfr_mp4", "vfr_mkv", "mpegts", "webm"])
 def test_batched_reads_keep_order_and_duplicates(
-    fixture: str, request: pytest.FixtureRequest,
+    fixture: str, in_process: bool, request: pytest.FixtureRequest,
 ) -> None:
     path: Path = request.getfixturevalue(fixture)
-    reader = reader_for(path)
+    reader = reader_for(path, in_process=in_process)
     count = reader.probe.num_frames
     indices = [count - 1, 0, 7, 7, count // 2, 3, count - 1, 1]
     assert [read_index(f) for f in reader.read(indices, 64)] == indices
     # Every other frame: a long select expression in one decoding pass.
     every_other = list(range(0, count, 2))
     assert [read_index(f) for f in reader.read(every_other, 32)] == every_other
+    assert_path_used(reader, fixture, in_process)
+
+
+@pytest.mark.parametrize("fixture", sorted(IN_PROCESS_FIXTURES | {"rotated_mp4"}))
+def test_in_process_frames_equal_the_cli_frames_pixel_for_pixel(
+    fixture: str, request: pytest.FixtureRequest,
+) -> None:
+    """Full size (no scaling, where the two swscale builds could round differently), the
+    in-process path returns the very bytes the ffmpeg CLI path does, every frame."""
+    path: Path = request.getfixturevalue(fixture)
+    fast = reader_for(path)
+    cli = reader_for(path, in_process=False)
+    indices = list(range(fast.probe.num_frames))
+    side = max(fast.probe.width, fast.probe.height)
+    ours, theirs = fast.read(indices, side), cli.read(indices, side)
+    assert [i for i, (a, b) in enumerate(zip(ours, theirs, strict=True))
+            if not np.array_equal(a, b)] == []
+    assert fast.in_process and fast.cli_fallback_frames == 0
+
+
+def test_in_process_path_skips_unreferenced_packets_and_restarts_at_keyframes(
+    cfr_mp4: Path,
+) -> None:
+    """Frames 20 apart over keyframes 25 apart: B-frames no one predicts from are not
+    decoded, nor the references before a keyframe past the last wanted frame."""
+    reader = reader_for(cfr_mp4)
+    indices = list(range(3, 300, 20))
+    assert [read_index(f) for f in reader.read(indices, 64)] == indices
+    decoder = reader._decoder
+    assert decoder is not None and reader.cli_fallback_frames == 0
+    counts = decoder.counts
+    assert counts.passes == 1 and counts.restarts > 0
+    assert counts.packets_skipped > 0
+    assert counts.packets_decoded + counts.packets_skipped <= 300
+
+
+def test_timestamps_off_the_frame_grid_fall_back_to_the_cli(media_dir: Path) -> None:
+    """A camera that dropped one frame: a 1-frame gap at frame 50 keeps the file
+    constant-rate to the probe (average 24.75 fps against 25), but frames around the gap lie
+    half a frame off the average grid. The in-process path will not guess which index such
+    a time names; the CLI, seeking and counting frames, decodes them."""
+    from tests.integration.media.videogen import make_indexed_video
+
+    path = make_indexed_video(media_dir / "dropped.mp4", num_frames=100,
+                              pts_expr="N+if(gte(N\\,50)\\,1\\,0)")
+    reader = reader_for(path)
+    assert not reader.probe.variable_frame_rate
+    indices = [0, 1, 50, 99]  # three passes; only the one at frame 50 meets the late frame
+    assert [read_index(f) for f in reader.read(indices, 48)] == indices
+    assert reader.in_process and reader.cli_fallback_frames == 1
+
+
+def test_in_process_path_refuses_what_the_probe_would(tmp_path: Path, cfr_mp4: Path) -> None:
+    """Handed a playlist under a probe that claims MP4, libav is still kept to the file
+    protocol and the container demuxers: the in-process decoder is refused, not opened."""
+    from app.media.inprocess import InProcessDecoder, InProcessUnusable
+
+    probe = probe_video(cfr_mp4)
+    playlist = tmp_path / "list.mp4"
+    playlist.write_text(f"#EXTM3U\n#EXTINF:12.0,\nfile:{cfr_mp4}\n#EXT-X-ENDLIST\n")
+    with pytest.raises(InProcessUnusable):
+        InProcessDecoder(playlist, probe, timeout_s=10)
 
 
 def test_frames_are_rgb_scaled_by_ffmpeg_and_never_upscaled(cfr_mp4: Path) -> None:
@@ -121,15 +197,18 @@ def test_bad_requests_are_typed_errors(cfr_mp4: Path) -> None:
     assert bad_side.value.code == "invalid_frame_request"
 
 
-def test_slow_decoding_is_stopped_by_the_timeout(media_dir: Path) -> None:
+@PATHS
+def test_slow_decoding_is_stopped_by_the_timeout(media_dir: Path, in_process: bool) -> None:
     from tests.integration.media.videogen import ffmpeg_lavfi
 
     # Large frames coded without keyframes except the first: decoding frame 990 of a
     # mkv must decode everything before it, far beyond a 0.3 s budget.
-    path = ffmpeg_lavfi(media_dir / "heavy.mkv", "-f", "lavfi", "-i",
-                        "testsrc2=s=1280x720:r=25:d=40", "-c:v", "libx264",
-                        "-preset", "ultrafast", "-g", "100000", "-crf", "35")
-    reader = reader_for(path, timeout_s=0.3)
+    path = media_dir / "heavy.mkv"
+    if not path.exists():
+        ffmpeg_lavfi(path, "-f", "lavfi", "-i", "testsrc2=s=1280x720:r=25:d=40",
+                     "-c:v", "libx264", "-preset", "ultrafast", "-g", "100000", "-crf", "35")
+    reader = reader_for(path, timeout_s=0.3, in_process=in_process)
+    assert reader.in_process is in_process
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     started = time.monotonic()
     with pytest.raises(MediaError) as error:

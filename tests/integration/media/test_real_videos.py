@@ -6,6 +6,7 @@ import random
 import subprocess
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -29,7 +30,8 @@ def narrated() -> Path:
 
 
 def decode_sequentially(path: Path, indices: list[int], size: tuple[int, int]) -> list[bytes]:
-    """Reference frames: decode from the very first frame, no seeking, and count frames."""
+    """Reference frames: the ffmpeg CLI decodes from the very first frame, no seeking, and
+    counts frames."""
     width, height = size
     select = "+".join(f"eq(n,{i})" for i in sorted(set(indices)))
     out = subprocess.run(
@@ -43,6 +45,25 @@ def decode_sequentially(path: Path, indices: list[int], size: tuple[int, int]) -
     return [by_index[i] for i in indices]
 
 
+def decode_sequentially_in_process(path: Path, indices: list[int], size: tuple[int, int]
+                                   ) -> list[bytes]:
+    """Reference frames for the in-process path: PyAV decodes every frame from the first,
+    no seeking, counts them, and scales the wanted ones as the reader does."""
+    width, height = size
+    wanted = set(indices)
+    by_index: dict[int, bytes] = {}
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = 2
+        for count, frame in enumerate(container.decode(stream)):
+            if count in wanted:
+                by_index[count] = frame.to_ndarray(width=width, height=height, format="rgb24",
+                                                   interpolation="AREA").tobytes()
+            if count >= max(wanted):
+                break
+    return [by_index[i] for i in indices]
+
+
 def test_bbb_probe(bbb: Path) -> None:
     probe = probe_video(bbb)
     assert (probe.width, probe.height, probe.codec) == (1280, 720, "h264")
@@ -51,20 +72,41 @@ def test_bbb_probe(bbb: Path) -> None:
     assert probe.has_audio and not probe.variable_frame_rate
 
 
-def test_bbb_seeking_reads_the_same_pixels_as_sequential_decoding(bbb: Path) -> None:
+# Frames inside and across keyframe intervals (keyframes every 90 frames, half of them not
+# IDR), single and in one request.
+BBB_INDICES = sorted(random.Random(7).sample(range(1, 2400), 10)) + [0, 95, 96, 97, 2399]
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["in-process", "ffmpeg-cli"])
+def test_bbb_seeking_reads_the_same_pixels_as_sequential_decoding(bbb: Path, in_process: bool
+                                                                 ) -> None:
+    probe = probe_video(bbb)
+    reader = FrameReader(bbb, probe, in_process=in_process)
+    size = scaled_size(probe.width, probe.height, 128)
+    reference = decode_sequentially_in_process if in_process else decode_sequentially
+    expected = reference(bbb, BBB_INDICES, size)
+    alone = [reader.read([i], 128)[0] for i in BBB_INDICES]
+    together = reader.read(BBB_INDICES, 128)
+    assert [f.shape for f in alone] == [(72, 128, 3)] * len(BBB_INDICES)
+    assert [f.tobytes() == e for f, e in zip(alone, expected, strict=True)] == [True] * len(
+        BBB_INDICES)
+    assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))
+    assert reader.in_process is in_process and reader.cli_fallback_frames == 0
+
+
+def test_bbb_in_process_frames_are_the_cli_frames_at_full_size(bbb: Path) -> None:
+    """Unscaled, both libav builds convert to RGB identically, so the in-process path's
+    frames must equal the ffmpeg CLI's sequential decode byte for byte (scaled, their
+    swscale versions round differently by a few levels)."""
     probe = probe_video(bbb)
     reader = FrameReader(bbb, probe)
-    rng = random.Random(7)
-    # Frames inside and across keyframe intervals, single and in one request.
-    indices = sorted(rng.sample(range(1, 2400), 10)) + [0, 95, 96, 97, 2399]
-    size = scaled_size(probe.width, probe.height, 128)
-    expected = decode_sequentially(bbb, indices, size)
-    alone = [reader.read([i], 128)[0] for i in indices]
-    together = reader.read(indices, 128)
-    assert [f.shape for f in alone] == [(72, 128, 3)] * len(indices)
-    assert [f.tobytes() == e for f, e in zip(alone, expected, strict=True)] == [True] * len(
+    indices = [0, 95, 96, 97, 1000, 1001, 2399]
+    expected = decode_sequentially(bbb, indices, (probe.width, probe.height))
+    frames = reader.read(indices, probe.width)
+    assert [f.tobytes() == e for f, e in zip(frames, expected, strict=True)] == [True] * len(
         indices)
-    assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))
+    decoder = reader._decoder
+    assert decoder is not None and decoder.counts.packets_skipped > 0
 
 
 def test_bbb_reads_its_last_frame(bbb: Path) -> None:
