@@ -38,7 +38,8 @@ def create_app(
     def attach(app: FastAPI, rt: Any) -> None:
         registry.register(JobMetricsCollector(rt.session_factory))
         url = rt.settings.database_url
-        reader = AsyncJobReader(url) if url and url.startswith("postgresql") else None
+        reader = (AsyncJobReader(url, cache=rt.settings.job_read_cache)
+                  if url and url.startswith("postgresql") else None)
         app.state.api = ApiState(
             job_reader=reader,
             runtime=rt, authenticator=Authenticator(rt.session_factory, ttl_s=auth_cache_ttl_s),
@@ -73,12 +74,19 @@ def create_app(
             built.close()
 
     app = FastAPI(title="vidnav", version=API_VERSION, description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, openapi_tags=[
+                      {"name": "videos", "description": "Upload, list, read and delete videos; "
+                                                        "subtitles; questions"},
+                      {"name": "jobs", "description": "Follow, cancel and explain questions"},
+                      {"name": "operations", "description": "Health, readiness and metrics"},
+                  ])
     if runtime is not None:
         attach(app, runtime)
     install_error_handlers(app)
     app.add_middleware(RequestMetricsMiddleware, metrics=http_metrics)
-    app.include_router(videos.router)
+    # Routes are matched in order: jobs first, as ``GET /v1/jobs/{id}`` is what dashboards
+    # poll (no path of one router can match another's, so the order changes nothing else).
     app.include_router(jobs.router)
+    app.include_router(videos.router)
     app.include_router(system.router)
     return app

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -68,6 +70,42 @@ class Authenticator:
         self._max = max_entries
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[float, TenantContext]] = {}
+        self._pending: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, asyncio.Future[TenantContext]]] = (
+            weakref.WeakKeyDictionary())
+
+    async def aauthenticate(self, key: str) -> TenantContext:
+        """``self(key)`` from a coroutine, with the database part in a worker thread.
+
+        Lookups of one key on one loop are shared: when an entry expires under load, every
+        waiting request would otherwise send its own query at the same moment. An entry in
+        the last quarter of its life is refreshed in the background while it is still
+        served, so steady traffic never waits for the database; a revoked key still stops
+        working within ``ttl_s``, as the refresh then fails and the entry expires."""
+        digest = hash_api_key(key)
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now:
+            if hit[0] - now < self._ttl / 4:
+                self._lookup_once(key, digest)
+            return hit[1]
+        return await asyncio.shield(self._lookup_once(key, digest))
+
+    def _lookup_once(self, key: str, digest: str) -> asyncio.Future[TenantContext]:
+        loop = asyncio.get_running_loop()
+        pending = self._pending.setdefault(loop, {})
+        lookup = pending.get(digest)
+        if lookup is None:
+            lookup = pending[digest] = loop.run_in_executor(None, self._lookup, key, digest)
+
+            def done(future: asyncio.Future[TenantContext]) -> None:
+                pending.pop(digest, None)
+                if not future.cancelled():
+                    future.exception()  # retrieved: a failed refresh ahead is not an error
+
+            lookup.add_done_callback(done)
+        return lookup
 
     def cached(self, key: str) -> TenantContext | None:
         """The key's tenant if authenticated within the TTL (no I/O: safe on the event loop)."""
@@ -77,13 +115,22 @@ class Authenticator:
 
     def __call__(self, key: str) -> TenantContext:
         digest = hash_api_key(key)
-        now = time.monotonic()
         with self._lock:
             hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
-        with self._factory() as session:
-            context = authenticate(session, key)
+        return self._lookup(key, digest)
+
+    def _lookup(self, key: str, digest: str) -> TenantContext:
+        """Authenticate in the database and remember the answer for ``ttl_s``."""
+        now = time.monotonic()
+        try:
+            with self._factory() as session:
+                context = authenticate(session, key)
+        except Unauthorized:
+            with self._lock:
+                self._cache.pop(digest, None)  # revoked: stop serving the entry at once
+            raise
         with self._lock:
             if len(self._cache) >= self._max:
                 self._cache.clear()

@@ -150,6 +150,10 @@ def delete_video(video_id: uuid.UUID, tenant: Tenant, uow: UoW, state: State) ->
     """Delete the video, its file, subtitles, jobs and (unless shared) its captions."""
     videos.delete_video(uow.session, tenant.tenant_id, video_id, state.runtime.settings,
                         uow.after_commit)
+    reader = state.job_reader
+    if reader is not None:
+        # Its jobs are gone: drop cached job bodies now rather than on their notifications.
+        uow.after_commit(reader.forget)
     return Response(status_code=204)
 
 
