@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     upload_quota_bytes: int = Field(default=100 * 1024**3, ge=1)
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     webhook_max_attempts: int = Field(default=5, ge=1, le=20)
+    webhook_allow_private: bool = False  # callbacks to loopback/private addresses (tests, LANs)
     # Postgres only: keep job bodies in memory until their row changes (LISTEN/NOTIFY).
     job_read_cache: bool = True
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.db.base import utcnow
 from app.db.models import Job, TraceStep, Video, WebhookDelivery
 from app.errors import Conflict, InvalidInput, NotFound
+from app.services import webhooks
 from app.services.videos import get_video
 from app.settings import Settings
 
@@ -70,6 +71,8 @@ def create_job(
     if video.status == "failed":
         raise Conflict("the video failed to process; upload it again",
                        code="video_failed", details={"video_id": str(video.id)})
+    if question.callback_url and not settings.webhook_allow_private:
+        webhooks.check_callback_url(question.callback_url, resolve=False)
     digest = question.request_hash(video_id)
     if idempotency_key is not None:
         existing = _by_idempotency_key(session, tenant_id, idempotency_key)

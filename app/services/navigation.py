@@ -252,7 +252,8 @@ def deliver_webhook(runtime: Runtime, delivery_id: uuid.UUID, *, final_attempt: 
     settings = runtime.settings
     with httpx.Client(timeout=settings.webhook_timeout_s) as client:
         result = webhooks.deliver(runtime.session_factory, delivery_id, client,
-                                  max_attempts=settings.webhook_max_attempts)
+                                  max_attempts=settings.webhook_max_attempts,
+                                  allow_private=settings.webhook_allow_private)
     if result.retry:
         raise RetryLater(result.error or "webhook not delivered", failure=False,
                          countdown=webhooks.retry_delay_s(result.attempt))

@@ -3,13 +3,21 @@
 The body is JSON; ``X-Vidnav-Signature: sha256=<hex HMAC-SHA256 of the raw body>`` under the
 tenant's ``webhook_secret``, and ``X-Vidnav-Timestamp`` repeats the body's ``timestamp`` so a
 receiver can refuse stale replays. Retrying is the caller's schedule (``retry_delay_s``).
+
+Callback URLs must point at public addresses unless ``webhook_allow_private`` is set: a
+question is refused when its URL names a loopback, private, link-local or otherwise
+non-public address or ``localhost``, and a delivery is failed (not retried) when the host
+resolves to one, so a tenant cannot make workers call services inside the deployment.
+Redirects are not followed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
+import socket
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,11 +28,51 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.base import utcnow
 from app.db.models import Job, Tenant, WebhookDelivery
-from app.errors import NotFound
+from app.errors import InvalidInput, NotFound
 
 SIGNATURE_HEADER = "X-Vidnav-Signature"
 TIMESTAMP_HEADER = "X-Vidnav-Timestamp"
 EVENT_JOB_FINISHED = "job.finished"
+
+
+class CallbackNotPublic(InvalidInput):
+    code = "callback_url_not_public"
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def check_callback_url(url: str, *, resolve: bool) -> None:
+    """Refuse a callback URL whose host is not public: an IP literal or ``localhost`` name
+    always, a DNS name's addresses when ``resolve`` (at delivery, not at request time)."""
+    host = (httpx.URL(url).host or "").rstrip(".").lower()
+    try:
+        literal = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        literal = None
+    if literal is not None:
+        addresses = [host]
+    elif host == "localhost" or host.endswith(".localhost") or not host:
+        raise CallbackNotPublic(f"the callback URL's host {host!r} is not a public address",
+                                details={"host": host})
+    elif resolve:
+        try:
+            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+        except OSError as exc:
+            raise CallbackNotPublic(f"the callback URL's host {host!r} does not resolve: {exc}",
+                                    details={"host": host}) from exc
+        addresses = [str(info[4][0]) for info in infos]
+    else:
+        return
+    blocked = sorted({a for a in addresses if not _public(a)})
+    if blocked:
+        raise CallbackNotPublic(
+            f"the callback URL's host {host!r} is not a public address ({', '.join(blocked)})",
+            details={"host": host, "addresses": blocked})
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -79,9 +127,10 @@ def retry_delay_s(attempt: int, *, base_s: float = 2.0, cap_s: float = 300.0) ->
 
 def deliver(
     session_factory: sessionmaker[Session], delivery_id: uuid.UUID, http_client: httpx.Client,
-    *, max_attempts: int = 5,
+    *, max_attempts: int = 5, allow_private: bool = False,
 ) -> DeliveryResult:
-    """Make one attempt at a delivery and record it; a 2xx reply marks it delivered."""
+    """Make one attempt at a delivery and record it; a 2xx reply marks it delivered, a
+    callback host that is not public fails it at once."""
     with session_factory() as session:
         delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is None:
@@ -103,6 +152,15 @@ def deliver(
             headers[SIGNATURE_HEADER] = sign(tenant.webhook_secret, body)
         status_code: int | None = None
         error: str | None = None
+        if not allow_private:
+            try:
+                check_callback_url(delivery.url, resolve=True)
+            except CallbackNotPublic as exc:
+                delivery.attempt += 1
+                delivery.error = str(exc)
+                delivery.state = "failed"
+                session.commit()
+                return DeliveryResult(delivery.state, delivery.attempt, None, delivery.error)
         try:
             response = http_client.post(delivery.url, content=body, headers=headers)
             status_code = response.status_code

@@ -190,7 +190,7 @@ def list_subtitles(video_id: uuid.UUID, tenant: Tenant, uow: UoW) -> list[Subtit
     summary="Ask a question about a video",
     responses={
         200: {"model": JobPublic, "description": "A retry with the same Idempotency-Key"},
-        **error_responses(404, 409, *AUTH_ERRORS),
+        **error_responses(400, 404, 409, *AUTH_ERRORS),
     },
 )
 def ask_question(

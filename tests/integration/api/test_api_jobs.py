@@ -233,3 +233,14 @@ async def test_rate_limit_per_tenant(client, make_tenant, tenant, redis_client):
                for k in redis_client.scan_iter("vidnav:ratelimit:*"))
     other = await client.get("/v1/jobs", headers=tenant.headers)
     assert other.status_code == 200 and int(other.headers["RateLimit-Remaining"]) > 0
+
+
+async def test_callbacks_to_non_public_hosts_are_refused(client, tenant, video, queue, rows):
+    for url in ("http://127.0.0.1:8080/hook", "http://localhost/x", "http://10.1.2.3/x",
+                "http://[fd00::1]/x"):
+        response = await ask(client, tenant, video["id"], callback_url=url)
+        assert response.status_code == 400, (url, response.text)
+        assert response.json()["error"]["code"] == "callback_url_not_public"
+    assert rows(Job) == [] and not [c for c in queue.calls if c[0] == "navigate"]
+    accepted = await ask(client, tenant, video["id"], callback_url="https://hooks.example.com/x")
+    assert accepted.status_code == 202

@@ -46,6 +46,12 @@ class Receiver:
 
 
 @pytest.fixture
+def integration_settings(integration_settings):  # type: ignore[no-untyped-def]
+    # The receiver listens on loopback, which is refused by default (see the tests below).
+    return integration_settings.model_copy(update={"webhook_allow_private": True})
+
+
+@pytest.fixture
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
@@ -73,7 +79,7 @@ async def test_delivery_is_signed_and_logged(client, tenant, small_video, runtim
         session.commit()
     assert delivery is not None
     with httpx.Client(timeout=5) as http:
-        result = webhooks.deliver(runtime.session_factory, delivery.id, http)
+        result = webhooks.deliver(runtime.session_factory, delivery.id, http, allow_private=True)
     assert (result.state, result.attempt, result.status_code) == ("delivered", 1, 204)
 
     [(headers, body)] = receiver.requests
@@ -92,7 +98,8 @@ async def test_delivery_is_signed_and_logged(client, tenant, small_video, runtim
         ("delivered", 1, 204, receiver.url)
     # Delivered is final: another call sends nothing.
     with httpx.Client(timeout=5) as http:
-        assert webhooks.deliver(runtime.session_factory, delivery.id, http).state == "delivered"
+        again = webhooks.deliver(runtime.session_factory, delivery.id, http, allow_private=True)
+        assert again.state == "delivered"
     assert len(receiver.requests) == 1
 
 
@@ -104,7 +111,8 @@ async def test_failed_attempts_are_recorded_until_given_up(client, tenant, small
         delivery = webhooks.create_delivery(session, session.get(Job, uuid.UUID(job_id)))
         session.commit()
     with httpx.Client(timeout=5) as http:
-        results = [webhooks.deliver(runtime.session_factory, delivery.id, http, max_attempts=3)
+        results = [webhooks.deliver(runtime.session_factory, delivery.id, http,
+                                    allow_private=True, max_attempts=3)
                    for _ in range(3)]
     assert [(r.state, r.attempt, r.status_code) for r in results] == [
         ("pending", 1, 500), ("pending", 2, 503), ("failed", 3, 500)]
@@ -124,7 +132,7 @@ async def test_unreachable_receiver_is_a_recorded_failure(client, tenant, small_
         delivery = webhooks.create_delivery(session, session.get(Job, uuid.UUID(job_id)))
         session.commit()
     with httpx.Client(timeout=2) as http:
-        result = webhooks.deliver(runtime.session_factory, delivery.id, http)
+        result = webhooks.deliver(runtime.session_factory, delivery.id, http, allow_private=True)
     assert result.state == "pending" and result.status_code is None
     assert "ConnectError" in (result.error or "")
 
@@ -134,3 +142,33 @@ async def test_no_callback_no_delivery(client, tenant, small_video, runtime, row
     with runtime.session_factory() as session:
         assert webhooks.create_delivery(session, session.get(Job, uuid.UUID(job_id))) is None
     assert rows(WebhookDelivery) == []
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:9/hook", "http://localhost/hook", "http://api.localhost./x",
+    "http://10.0.0.7/hook", "http://[::1]/hook", "http://169.254.169.254/latest/meta-data",
+    "http://[::ffff:192.168.1.1]/x", "http://0.0.0.0/x",
+])
+def test_non_public_callback_hosts_are_refused(url):
+    with pytest.raises(webhooks.CallbackNotPublic):
+        webhooks.check_callback_url(url, resolve=True)
+
+
+def test_public_hosts_pass_and_names_resolve_only_at_delivery():
+    webhooks.check_callback_url("https://93.184.215.14/hook", resolve=True)
+    webhooks.check_callback_url("https://hooks.example.com/x", resolve=False)
+    with pytest.raises(webhooks.CallbackNotPublic, match="does not resolve"):
+        webhooks.check_callback_url("https://no-such-host.invalid/x", resolve=True)
+
+
+async def test_a_delivery_to_a_non_public_host_fails_at_once(client, tenant, small_video,
+                                                             runtime, receiver):
+    job_id = await finished_job(client, tenant, small_video, runtime, receiver.url)
+    with runtime.session_factory() as session:
+        delivery = webhooks.create_delivery(session, session.get(Job, uuid.UUID(job_id)))
+        session.commit()
+    with httpx.Client(timeout=5) as http:
+        result = webhooks.deliver(runtime.session_factory, delivery.id, http)
+    assert (result.state, result.attempt, result.status_code) == ("failed", 1, None)
+    assert "not a public address (127.0.0.1)" in (result.error or "")
+    assert receiver.requests == []  # nothing was sent
