@@ -298,6 +298,9 @@ _ROLE_BEHAVIOURS: dict[str, Callable[[dict[str, Any]], str]] = {
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # A client opening its whole pool at once (16+ connections) must not overflow the
+    # listen backlog (5 by default): a dropped SYN is retried only after a second.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], owner: ScriptedServer) -> None:
         self.owner = owner
