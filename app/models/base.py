@@ -6,9 +6,10 @@ Qwen3-VL) and ``app.models.cpu`` (the CPU profile built from small packaged mode
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -27,6 +28,9 @@ class NodeFrames:
     span: tuple[float, float]  # seconds covered by the node's frame range
     subtitles: tuple[SubtitleLine, ...] = ()  # lines overlapping the span, sorted
     video_path: Path | None = None  # for adapters that also read audio
+    # The images as the adapter that prepared them sends them (JPEG data URIs), one per
+    # image, when a batch encoded them ahead; empty otherwise.
+    image_urls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +50,16 @@ class Captioner(Protocol):
         ...
 
     async def caption(self, frames: NodeFrames) -> VisionOutput: ...
+
+
+@runtime_checkable
+class PreparesFrames(Protocol):
+    """A captioner whose per-frame CPU work (e.g. JPEG encoding) can be done ahead of
+    ``caption``, for many nodes at once and away from the event loop."""
+
+    def prepare_frames(self, batch: Sequence[NodeFrames]) -> list[NodeFrames]:
+        """``batch`` ready for ``caption``, same order (blocking: run it in a thread)."""
+        ...
 
 
 class FrameQA(Protocol):

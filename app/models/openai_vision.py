@@ -7,6 +7,7 @@ to the character; this module only encodes the frames and sends them.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
@@ -52,6 +53,13 @@ def _check_frames(frames: NodeFrames) -> None:
         )
 
 
+def _check_level(frames: NodeFrames) -> None:
+    _check_frames(frames)
+    if frames.level not in LEVELS:
+        raise InvalidInput(f"node {frames.node!r}: level must be 1, 2 or 3, got "
+                           f"{frames.level!r}", code="invalid_frames")
+
+
 async def _data_uris(images: Sequence[np.ndarray], side: int) -> list[str]:
     """JPEG-encode frames off the event loop: dozens of frames take tens of milliseconds."""
     return await asyncio.to_thread(lambda: [to_jpeg_data_uri(image, side) for image in images])
@@ -85,12 +93,42 @@ class OpenAICaptioner:
         """Short digest of model, prompt version, frame counts, image sides and word limits."""
         return self._config_version
 
+    def prepare_frames(self, batch: Sequence[NodeFrames]) -> list[NodeFrames]:
+        """Encode the frames of many nodes ahead of ``caption`` (blocking: run it in a
+        thread). Nodes of one batch often show the same frame at the same size (a leaf
+        samples its few frames more than once, and its parents sample them too): such a
+        frame is encoded once."""
+        encoded: dict[tuple[int, int], tuple[np.ndarray, str]] = {}
+        prepared = []
+        for frames in batch:
+            _check_level(frames)
+            if len(frames.frame_indices) != len(frames.images):
+                raise InvalidInput(
+                    f"node {frames.node!r}: need one frame index per image, got "
+                    f"{len(frames.frame_indices)} for {len(frames.images)} images",
+                    code="invalid_frames")
+            side = max_side(frames.level)
+            urls = []
+            for index, image in zip(frames.frame_indices, frames.images, strict=True):
+                if not isinstance(image, np.ndarray) or image.ndim < 2:
+                    urls.append(to_jpeg_data_uri(image, side))  # says what is wrong
+                    continue
+                # Same index, same picture and same output size: the same JPEG.
+                key = (index, min(side, max(image.shape[:2])))
+                done = encoded.get(key)
+                if done is None or not (done[0] is image or np.array_equal(done[0], image)):
+                    done = image, to_jpeg_data_uri(image, side)
+                    encoded[key] = done
+                urls.append(done[1])
+            prepared.append(dataclasses.replace(frames, image_urls=tuple(urls)))
+        return prepared
+
     async def caption(self, frames: NodeFrames) -> VisionOutput:
-        _check_frames(frames)
-        if frames.level not in LEVELS:
-            raise InvalidInput(f"node {frames.node!r}: level must be 1, 2 or 3, got "
-                               f"{frames.level!r}", code="invalid_frames")
-        urls = await _data_uris(frames.images, max_side(frames.level))
+        _check_level(frames)
+        if len(frames.image_urls) == len(frames.images):
+            urls = list(frames.image_urls)
+        else:
+            urls = await _data_uris(frames.images, max_side(frames.level))
         messages = caption_messages(
             level=frames.level,
             frame_times=frames.frame_times,

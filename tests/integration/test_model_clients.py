@@ -319,6 +319,51 @@ async def test_vision_roles_reject_bad_input_without_a_call(
     assert scripted_server.calls() == 0
 
 
+async def test_prepared_frames_send_what_caption_would_have_encoded(
+    scripted_server: ScriptedServer,
+) -> None:
+    frames = _frames(3, [0.5, 1.0, 2.5])
+    async with _client(scripted_server) as client:
+        captioner = OpenAICaptioner(client)
+        (prepared,) = await asyncio.to_thread(captioner.prepare_frames, [frames])
+        await captioner.caption(frames)
+        await captioner.caption(prepared)
+    assert prepared.image_urls == tuple(to_jpeg_data_uri(i, 512) for i in frames.images)
+    plain, ahead = scripted_server.chat_requests()
+    assert plain.body == ahead.body
+
+
+def test_prepare_frames_encodes_a_shared_frame_once_and_only_a_truly_shared_one() -> None:
+    class Unused:
+        model = "vl"
+
+        async def chat(self, messages: list, **extra: object) -> tuple:
+            raise AssertionError("not called")
+
+    rng = np.random.default_rng(3)
+    a, b, c = (rng.integers(0, 255, (90, 160, 3), dtype=np.uint8) for _ in range(3))
+
+    def node(ids: tuple[int, ...], level: int, indices: tuple[int, ...],
+             images: tuple[np.ndarray, ...]) -> NodeFrames:
+        times = tuple(float(i) for i in indices)
+        return NodeFrames(node=ids, level=level, frame_indices=indices, frame_times=times,
+                          images=images, span=(times[0], times[-1]))
+
+    leaf = node((1, 1, 1), 3, (0, 0, 1), (a, a, b))
+    parent = node((1, 1), 2, (0, 1), (a.copy(), b))  # equal pixels, another array
+    other = node((1, 1, 2), 3, (1, 2), (c, c))  # frame 1 here is not the picture of frame 1
+    prepared = OpenAICaptioner(Unused()).prepare_frames([leaf, parent, other])
+    assert [p.node for p in prepared] == [(1, 1, 1), (1, 1), (1, 1, 2)]
+    urls = [p.image_urls for p in prepared]
+    assert urls[0][0] is urls[0][1] is urls[1][0]  # frame 0 was encoded once
+    assert urls[0][2] is urls[1][1]
+    assert urls[2][0] == to_jpeg_data_uri(c, 512) != urls[0][2]
+    mismatched = NodeFrames(node=(1, 1, 3), level=3, frame_indices=(4,), frame_times=(4.0, 5.0),
+                            images=(a, b), span=(4.0, 5.0))
+    with pytest.raises(InvalidInput):
+        OpenAICaptioner(Unused()).prepare_frames([mismatched])
+
+
 def test_captioner_config_version_tracks_what_captions_depend_on() -> None:
     class Named:
         def __init__(self, model: str) -> None:
