@@ -36,7 +36,7 @@ from app.db.session import session_scope
 from app.errors import ModelError, NotFound, Unavailable, VidnavError
 from app.media.frames import FrameReader, scaled_size
 from app.media.probe import StreamInfo, VideoProbe
-from app.models.base import NodeFrames
+from app.models.base import NodeFrames, PreparesFrames
 from app.services.cache import CachedCaption, cache_key, caption_version, subtitle_digest
 from app.services.queue import RetryLater
 from app.services.runtime import Runtime
@@ -49,9 +49,12 @@ _POLL_S = 0.05
 # Frames decoded by one FrameReader.read_many call: neighbouring nodes decoded together
 # share ffmpeg runs and seeks, but every frame of the group is held in memory at once.
 DECODE_BUDGET_BYTES = 32 * 2**20
-DECODE_FIRST_GROUP = 2
 DECODERS = 2
 DECODE_MAX_GROUP = 256
+# Nodes in hand per captioner slot: while a slot's call is in flight, the other nodes of
+# that slot are being locked, written, cached and unlocked, so a freed slot finds the next
+# node ready.
+NODES_PER_SLOT = 3
 PROGRESS_EVERY_S = 0.25
 
 
@@ -389,6 +392,19 @@ async def _generate_locked(
                          cached=False, usage=output.usage, raw_reply=output.raw_reply)
 
 
+def decode_group(ctx: VideoContext, group: Sequence[NodeId],
+                 prepare: Callable[[Sequence[NodeFrames]], list[NodeFrames]] | None = None,
+                 ) -> list[NodeFrames]:
+    """Decode the frames of neighbouring nodes together and, when the captioner can, do
+    its per-frame work (JPEG encoding) here too, so a captioning slot that frees up finds
+    its next node ready to send (blocking: run in a thread)."""
+    requests = [(ctx.geometry.sample_frames(n), ctx.geometry.max_side(len(n))) for n in group]
+    images = ctx.reader.read_many(requests)
+    batch = [ctx.node_frames(node, indices, imgs, len(node))
+             for node, (indices, _), imgs in zip(group, requests, images, strict=True)]
+    return prepare(batch) if prepare is not None else batch
+
+
 def read_node_frames(ctx: VideoContext, node: NodeId) -> NodeFrames:
     """Decode the frames a node's caption is written from (blocking: run in a thread)."""
     level = len(node)
@@ -440,14 +456,21 @@ def scheduled_nodes(geometry: VideoGeometry, mode: str) -> list[NodeId]:
     return [node for level in levels_ahead(mode) for node in geometry.iter_nodes(level)]
 
 
-def decode_groups(ctx: VideoContext, nodes: Sequence[NodeId]) -> Iterator[list[NodeId]]:
-    """Split ``nodes`` (in order) into groups whose distinct decoded frames fit the budget;
-    the first groups are small (2, then 32 nodes) so the captioner starts early."""
+def decode_groups(ctx: VideoContext, nodes: Sequence[NodeId], first: int = 16
+                  ) -> Iterator[list[NodeId]]:
+    """Split ``nodes`` (in order) into groups whose distinct decoded frames fit the budget.
+
+    The first ``DECODERS`` groups have ``first`` nodes, the next ones twice as many, and so
+    on: starting a decoder costs about as much as decoding a few hundred small frames, so
+    one slot-load of neighbouring nodes is ready about as soon as a single node would be,
+    and each decoder's next group, twice as big, is ready before the captioner has drained
+    what came before it."""
     probe = ctx.reader.probe
     group: list[NodeId] = []
     seen: set[tuple[int, int]] = set()
     used = 0
-    limit = DECODE_FIRST_GROUP
+    made = 0
+    limit = max(1, first)
     for node in nodes:
         side = ctx.geometry.max_side(len(node))
         width, height = scaled_size(probe.width, probe.height, side)
@@ -455,7 +478,9 @@ def decode_groups(ctx: VideoContext, nodes: Sequence[NodeId]) -> Iterator[list[N
         cost = len(frames - seen) * width * height * 3
         if group and (used + cost > DECODE_BUDGET_BYTES or len(group) >= limit):
             yield group
-            group, seen, used, limit = [], set(), 0, min(limit * 16, DECODE_MAX_GROUP)
+            made += 1
+            group, seen, used = [], set(), 0
+            limit = min(max(1, first) * 2 ** (made // DECODERS), DECODE_MAX_GROUP)
             cost = len(frames) * width * height * 3
         group.append(node)
         seen |= frames
@@ -477,7 +502,7 @@ class BatchReport:
 
 async def caption_batch(runtime: Runtime, ctx: VideoContext, nodes: Sequence[NodeId],
                         *, on_progress: Callable[[], None] | None = None) -> BatchReport:
-    """Caption ``nodes``: a decoding thread runs ahead of up to ``captioner_concurrency``
+    """Caption ``nodes``: decoding threads run ahead of up to ``captioner_concurrency``
     model calls; nodes already captioned are skipped without decoding."""
     settings = runtime.settings
     report = BatchReport()
@@ -485,19 +510,21 @@ async def caption_batch(runtime: Runtime, ctx: VideoContext, nodes: Sequence[Nod
     last_progress = [0.0]
     keys = [node_key(n) for n in nodes]
     stored = await asyncio.to_thread(_read_rows, runtime, ctx, keys)
-    # In time order (a node, then its children): a group then covers one stretch of the
-    # video whatever the levels, so the video is decoded about once, not once per level.
+    # In time order, a node right after its last child: a group then covers one stretch of
+    # the video whatever the levels, so the video is decoded about once, not once per level,
+    # and the first group is a run of neighbouring leaves, one short ffmpeg pass, rather
+    # than a high node whose frames are spread over an eighth of the video.
     todo = sorted((n for n, k in zip(nodes, keys, strict=True) if k not in stored),
-                  key=lambda n: (ctx.geometry.frame_range(n)[0], len(n)))
+                  key=lambda n: (ctx.geometry.frame_range(n)[1], -len(n)))
     report.served = len(nodes) - len(todo)
     if not todo:
         report.wall_seconds = time.perf_counter() - began
         return report
 
-    # More nodes in hand than model slots: while some are JPEG-encoded, written or cached,
-    # others fill the slots. The model client still caps calls in flight at the limit.
+    # More nodes in hand than model slots: while some are locked, written or cached, others
+    # fill the slots. The model client still caps calls in flight at the limit.
     slots = settings.captioner_concurrency
-    workers = max(1, min(slots + (slots + 1) // 2, len(todo)))
+    workers = max(1, min(slots * NODES_PER_SLOT, len(todo)))
     writer = RowWriter(runtime, ctx)
     ready: asyncio.Queue[NodeFrames | None] = asyncio.Queue(
         maxsize=max(settings.decode_ahead, workers))
@@ -505,18 +532,14 @@ async def caption_batch(runtime: Runtime, ctx: VideoContext, nodes: Sequence[Nod
     # captioner to drain a group; memory stays within a few DECODE_BUDGET_BYTES. Two
     # decoders keep both an ffmpeg run and the Python side of the next one busy.
     decoded: asyncio.Queue[list[NodeFrames] | None] = asyncio.Queue(maxsize=DECODERS)
-    groups = iter(decode_groups(ctx, todo))
+    groups = iter(decode_groups(ctx, todo, first=slots))
+    captioner = runtime.captioner
+    prepare = captioner.prepare_frames if isinstance(captioner, PreparesFrames) else None
 
     async def decode() -> None:
         try:
             for group in groups:
-                requests = [(ctx.geometry.sample_frames(n), ctx.geometry.max_side(len(n)))
-                            for n in group]
-                images = await asyncio.to_thread(ctx.reader.read_many, requests)
-                await decoded.put([
-                    ctx.node_frames(node, indices, imgs, len(node))
-                    for node, (indices, _), imgs in zip(group, requests, images, strict=True)
-                ])
+                await decoded.put(await asyncio.to_thread(decode_group, ctx, group, prepare))
         finally:
             await decoded.put(None)
 
