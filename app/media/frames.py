@@ -192,7 +192,7 @@ class FrameReader:
         try:
             clock = inprocess.FrameClock(self.probe.video_start_time_s, self.probe.fps,
                                          self.probe.num_frames, self._frame_timestamps())
-            passes = self._plan_in_process(decoder, indices)
+            passes = self._plan_in_process(decoder, indices, clock)
         except inprocess.InProcessUnusable:
             return {}, indices
         convert = self._converter(size)
@@ -221,10 +221,13 @@ class FrameReader:
             self.cli_fallback_frames += len(rest)
         return frames, sorted(rest)
 
-    def _plan_in_process(self, decoder: inprocess.InProcessDecoder, indices: list[int]
-                         ) -> list[list[int]]:
+    def _plan_in_process(self, decoder: inprocess.InProcessDecoder, indices: list[int],
+                         clock: inprocess.FrameClock) -> list[list[int]]:
         """Split sorted unique indices into passes at gaps long enough that a keyframe
-        almost surely lies inside (so no reference frame is decoded by two passes)."""
+        almost surely lies inside (so no reference frame is decoded by two passes). When
+        that leaves fewer passes than workers, cut them further at the keyframes their
+        packets show between wanted frames: each part then decodes from its own keyframe,
+        the same reference frames a single pass would, on its own core."""
         split = max(IN_PROCESS_MIN_SPLIT, IN_PROCESS_SPLIT_GOPS * decoder.keyframe_interval())
         passes: list[list[int]] = [[indices[0]]]
         for index in indices[1:]:
@@ -233,7 +236,19 @@ class FrameReader:
                 group.append(index)
             else:
                 passes.append([index])
-        return passes
+        if len(passes) >= self.workers:
+            return passes
+        parts: list[list[int]] = []
+        for group in passes:
+            keys = decoder.keyframes(group[0], group[-1], clock) if len(group) > 1 else []
+            parts.append([group[0]])
+            for before, index in zip(group, group[1:], strict=False):
+                if any(before < key <= index for key in keys):
+                    parts.append([index])
+                else:
+                    parts[-1].append(index)
+        # Longest first, so the last part to finish is a short one.
+        return sorted(parts, key=lambda part: part[-1] - part[0], reverse=True)
 
     def _converter(self, size: tuple[int, int]) -> Callable[[Any], np.ndarray]:
         """Scale a decoded frame (area averaging, as the CLI's scale filter) to RGB, then

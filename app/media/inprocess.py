@@ -273,6 +273,29 @@ class InProcessDecoder:
         self._gop = packets / keys if keys else float(max(packets, 1))
         return self._gop
 
+    def keyframes(self, first: int, last: int, clock: FrameClock) -> list[int]:
+        """Indices of the keyframes after ``first`` up to ``last``, read from the packets
+        (no decoding): where a run of wanted frames can be cut into independent passes."""
+        source = self._acquire(1)
+        found: list[int] = []
+        try:
+            self._seek(source, clock.seek_time(first) if first > 0 else None)
+            for packet in source.container.demux(source.stream):
+                if packet.size == 0 or packet.pts is None:
+                    break
+                names = clock.frames_at(packet.pts * source.time_base)
+                if names is None:
+                    continue
+                if names.start > last:
+                    break
+                if packet.is_keyframe and names.start > first:
+                    found.append(names.start)
+        except (av.FFmpegError, InProcessUnusable):
+            self._discard(source)
+            return []
+        self._release(source)
+        return found
+
     # --- decoding ------------------------------------------------------------------------
 
     def decode(self, indices: Sequence[int], clock: FrameClock,

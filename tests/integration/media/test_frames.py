@@ -89,16 +89,25 @@ def test_in_process_path_skips_unreferenced_packets_and_restarts_at_keyframes(
     cfr_mp4: Path,
 ) -> None:
     """Frames 20 apart over keyframes 25 apart: B-frames no one predicts from are not
-    decoded, nor the references before a keyframe past the last wanted frame."""
-    reader = reader_for(cfr_mp4)
+    decoded, nor the references before a keyframe past the last wanted frame. Cut at
+    those keyframes into passes that run side by side, the same packets are decoded."""
     indices = list(range(3, 300, 20))
-    assert [read_index(f) for f in reader.read(indices, 64)] == indices
-    decoder = reader._decoder
-    assert decoder is not None and reader.cli_fallback_frames == 0
-    counts = decoder.counts
-    assert counts.passes == 1 and counts.restarts > 0
-    assert counts.packets_skipped > 0
-    assert counts.packets_decoded + counts.packets_skipped <= 300
+    one_pass = reader_for(cfr_mp4, workers=1)
+    frames = one_pass.read(indices, 64)
+    assert [read_index(f) for f in frames] == indices
+    decoder = one_pass._decoder
+    assert decoder is not None and one_pass.cli_fallback_frames == 0
+    single = decoder.counts
+    assert single.passes == 1 and single.restarts > 0 and single.packets_skipped > 0
+    assert single.packets_decoded + single.packets_skipped <= 300
+
+    parallel = reader_for(cfr_mp4, workers=2)
+    assert all(np.array_equal(a, b) for a, b in zip(parallel.read(indices, 64), frames,
+                                                    strict=True))
+    decoder = parallel._decoder
+    assert decoder is not None and parallel.cli_fallback_frames == 0
+    assert decoder.counts.passes > 2 and decoder.counts.restarts == 0
+    assert decoder.counts.packets_decoded == single.packets_decoded
 
 
 def test_timestamps_off_the_frame_grid_fall_back_to_the_cli(media_dir: Path) -> None:
