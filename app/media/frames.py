@@ -251,19 +251,13 @@ class FrameReader:
         return sorted(parts, key=lambda part: part[-1] - part[0], reverse=True)
 
     def _converter(self, size: tuple[int, int]) -> Callable[[Any], np.ndarray]:
-        """Scale a decoded frame (area averaging, as the CLI's scale filter) to RGB, then
-        turn it upright as the CLI's autorotation does."""
+        """Scale to ``size`` as the CLI does, then turn upright as its autorotation does
+        (so scale to the stored orientation first)."""
         width, height = size
         turns = (self.probe.rotation // 90) % 4
         if turns % 2:
             width, height = height, width
-
-        def convert(frame: Any) -> np.ndarray:
-            image = frame.to_ndarray(width=width, height=height, format="rgb24",
-                                     interpolation="AREA")
-            return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
-
-        return convert
+        return inprocess.rgb_converter(width, height, turns)
 
     # --- planning ------------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from app.media.ffmpeg import SAFE_DEMUXERS, media_error
 from app.media.probe import VideoProbe
@@ -102,6 +103,24 @@ class FrameClock:
                 return None
             raise InProcessUnusable(f"timestamp {seconds:.6f} s is not in the frame table")
         return range(low, min(high, self.num_frames)) if low < self.num_frames else None
+
+
+def rgb_converter(width: int, height: int, turns: int) -> Callable[[Any], np.ndarray]:
+    """A ``VideoFrame`` -> RGB uint8 array function: area-average scaling to ``width`` x
+    ``height`` (as the CLI's ``scale=flags=area``), then ``turns`` quarter turns counter-
+    clockwise (the display rotation the CLI applies). Each thread keeps one swscale
+    context: building one per frame costs more than the scaling itself."""
+    local = threading.local()
+
+    def convert(frame: Any) -> np.ndarray:
+        reformatter = getattr(local, "reformatter", None)
+        if reformatter is None:
+            reformatter = local.reformatter = VideoReformatter()
+        image = reformatter.reformat(frame, width=width, height=height, format="rgb24",
+                                     interpolation="AREA", threads=1).to_ndarray()
+        return np.ascontiguousarray(np.rot90(image, turns)) if turns % 4 else image
+
+    return convert
 
 
 def h264_length_size(extradata: bytes | None) -> int | None:
