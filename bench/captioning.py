@@ -32,12 +32,17 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from app.db import migrate
 from app.db.models import CaptionNode, Job, TraceStep, Video
+from app.models.base import PreparesFrames
+from app.services.cache import KEY_PREFIX as CACHE_PREFIX
 from app.services.captions import (
+    NODES_PER_SLOT,
     caption_batch,
+    decode_group,
+    decode_groups,
     load_video_context,
     scheduled_nodes,
 )
@@ -110,8 +115,10 @@ def add_video(runtime: Runtime, path: Path, mode: str) -> uuid.UUID:
 # --- (a) captioning concurrency -----------------------------------------------------------
 
 
-def measure_captioning(video: Path) -> dict[str, Any]:
-    """(a0) the captioner alone, then (a) the caption service, on the same nodes."""
+def measure_captioning(video: Path, repeats: int) -> list[dict[str, Any]]:
+    """(a0) the captioner alone, then (a) the caption service, on the same nodes; ``repeats``
+    times, the rows and cached captions deleted in between (the machine is shared, so one
+    run says little about the spread)."""
     from app.services.ingest import ingest_video
 
     server = ScriptedServerProcess("--latency-ms", f"{LATENCY_MS:g}",
@@ -126,18 +133,32 @@ def measure_captioning(video: Path) -> dict[str, Any]:
         ingest_video(runtime, video_id)
         ctx = load_video_context(runtime, video_id)
         nodes = scheduled_nodes(ctx.geometry, "eager")
-        raw = runtime.run(captioner_alone(runtime, ctx, nodes))
-        calls_before = int(server.stats()["calls"].get(CAPTIONER, 0))
-        began = time.perf_counter()
-        report = runtime.run(caption_batch(runtime, ctx, nodes))
-        wall = time.perf_counter() - began
-        with runtime.session_factory() as session:
-            rows = session.scalar(select(func.count()).select_from(CaptionNode)) or 0
-            model_seconds = session.scalar(select(func.sum(CaptionNode.model_seconds))) or 0.0
-        calls = int(server.stats()["calls"].get(CAPTIONER, 0)) - calls_before
+        runtime.run(warm_up(runtime, ctx, nodes))
+        runs = [caption_once(runtime, server, ctx, nodes) for _ in range(repeats)]
     finally:
         runtime.close()
         server.stop()
+    return runs
+
+
+def caption_once(runtime: Runtime, server: ScriptedServerProcess, ctx: Any, nodes: list[Any]
+                 ) -> dict[str, Any]:
+    """One (a0) and one (a) run from no rows and an empty cache."""
+    assert runtime.redis is not None
+    with runtime.session_factory() as session:
+        session.execute(delete(CaptionNode))
+        session.commit()
+    for key in runtime.redis.scan_iter(match=f"{CACHE_PREFIX}*"):
+        runtime.redis.delete(key)
+    raw = runtime.run(captioner_alone(runtime, ctx, nodes))
+    calls_before = int(server.stats()["calls"].get(CAPTIONER, 0))
+    began = time.perf_counter()
+    report = runtime.run(caption_batch(runtime, ctx, nodes))
+    wall = time.perf_counter() - began
+    with runtime.session_factory() as session:
+        rows = session.scalar(select(func.count()).select_from(CaptionNode)) or 0
+        model_seconds = session.scalar(select(func.sum(CaptionNode.model_seconds))) or 0.0
+    calls = int(server.stats()["calls"].get(CAPTIONER, 0)) - calls_before
     achieved = model_seconds / wall
     return {
         "width": ctx.geometry.width, "nodes": len(nodes), "rows": rows, "calls": calls,
@@ -145,16 +166,29 @@ def measure_captioning(video: Path) -> dict[str, Any]:
         "ideal": len(nodes) * LATENCY_MS / 1000 / LIMIT, "model_seconds": model_seconds,
         "achieved": achieved, "share": achieved / LIMIT,
         "frames": ctx.geometry.num_frames, "raw": raw,
-        "frame_wait": report.frame_wait_seconds,
+        "idle_slot_seconds": LIMIT * wall - model_seconds, "load": os.getloadavg()[0],
     }
 
 
-async def captioner_alone(runtime: Runtime, ctx: Any, nodes: list[Any]) -> dict[str, float]:
-    """The same captioner calls with every frame decoded beforehand and nothing stored:
-    the most this machine gets out of the captioner client at this limit."""
-    from app.services.captions import read_node_frames
+async def warm_up(runtime: Runtime, ctx: Any, nodes: list[Any]) -> None:
+    """Open the connection pools both timed parts use, as a worker that has run a task before
+    has them: the captioner client's (one slot-load of calls, not stored) and the caption
+    cache's Redis pool (as many reads of absent keys as the service has nodes in hand)."""
+    frames = await asyncio.to_thread(decode_group, ctx, nodes[:LIMIT])
+    await asyncio.gather(*(runtime.captioner.caption(f) for f in frames))
+    await asyncio.gather(*(runtime.caption_cache.get(f"bench-warm-up:{i}")
+                           for i in range(LIMIT * NODES_PER_SLOT)))
 
-    frames = [await asyncio.to_thread(read_node_frames, ctx, node) for node in nodes]
+
+async def captioner_alone(runtime: Runtime, ctx: Any, nodes: list[Any]) -> dict[str, float]:
+    """The same captioner calls with every frame decoded and encoded beforehand and nothing
+    stored: the most this machine gets out of the captioner client at this limit. As many
+    callers as the service has nodes in hand (NODES_PER_SLOT per slot), so a freed slot
+    always has a request waiting; the client still caps calls in flight at the limit."""
+    captioner = runtime.captioner
+    prepare = captioner.prepare_frames if isinstance(captioner, PreparesFrames) else None
+    frames = [f for group in decode_groups(ctx, nodes, first=LIMIT)
+              for f in await asyncio.to_thread(decode_group, ctx, group, prepare)]
     pending = list(reversed(frames))
     spent = 0.0
 
@@ -165,7 +199,7 @@ async def captioner_alone(runtime: Runtime, ctx: Any, nodes: list[Any]) -> dict[
             spent += output.usage.seconds
 
     began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(LIMIT)))
+    await asyncio.gather(*(worker() for _ in range(LIMIT * NODES_PER_SLOT)))
     wall = time.perf_counter() - began
     return {"wall": wall, "achieved": spent / wall, "share": spent / wall / LIMIT}
 
@@ -301,12 +335,27 @@ def _quantile(values: list[float], q: float) -> float:
 # --- report -------------------------------------------------------------------------------
 
 
-def report(cap: dict[str, Any], nav: dict[str, Any]) -> str:
+def report(caps: list[dict[str, Any]], nav: dict[str, Any]) -> str:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = load_average()
-    cap_ok = "met" if cap["share"] >= 0.85 else "NOT met"
-    raw = cap["raw"]
+    cap = caps[0]
+    shares = sorted(c["share"] for c in caps)
+    ceilings = sorted(c["raw"]["share"] for c in caps)
+    median = statistics.median(shares)
+    cap_ok = "met" if median >= 0.85 else "NOT met"
     nav_ok = "met" if nav["per_round"] * 1000 < 20 else "NOT met"
+    rows = []
+    for number, run in enumerate(caps, 1):
+        raw = run["raw"]
+        rows += [
+            f"| {number} | (a0) captioner alone: frames decoded and encoded beforehand, "
+            f"nothing stored | {run['nodes']} | 0 | {raw['wall']:.2f} s | "
+            f"{run['ideal']:.2f} s | {raw['achieved']:.1f} | {raw['share']:.1%} | "
+            f"{run['load']:.2f} |",
+            f"| {number} | (a) caption service: decode ahead, locks, rows, cache | "
+            f"{run['calls']} | {run['rows']} | {run['wall']:.2f} s | {run['ideal']:.2f} s | "
+            f"{run['achieved']:.1f} | {run['share']:.1%} | {run['load']:.2f} |",
+        ]
     return "\n".join([
         f"## {NAME}",
         "",
@@ -316,24 +365,23 @@ def report(cap: dict[str, Any], nav: dict[str, Any]) -> str:
         f"(a) Eager captioning of a generated 1-hour video ({cap['frames']} frames at 1 fps, "
         f"160x90), width {cap['width']}: {cap['nodes']} nodes through the caption service "
         f"(frames decoded ahead, Redis single-flight locks, Postgres rows), scripted "
-        f"captioner in its own process at {LATENCY_MS:g} ms, concurrency limit {LIMIT}.",
+        f"captioner in its own process at {LATENCY_MS:g} ms, concurrency limit {LIMIT}; "
+        f"{len(caps)} runs, each from no rows and an empty cache, after one warm-up that "
+        f"opens the captioner's and Redis' connection pools (as in a worker that has run a "
+        f"task before).",
         "",
-        "| set-up | nodes | captioner calls | rows | wall | ideal wall "
-        "(nodes x latency / limit) | achieved concurrency | share of limit |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
-        f"| (a0) captioner alone, frames decoded beforehand, nothing stored | {cap['nodes']} "
-        f"| {cap['nodes']} | 0 | {raw['wall']:.2f} s | {cap['ideal']:.2f} s | "
-        f"{raw['achieved']:.1f} | {raw['share']:.1%} |",
-        f"| (a) caption service: decode ahead, locks, rows, cache | {cap['nodes']} | "
-        f"{cap['calls']} | {cap['rows']} | {cap['wall']:.2f} s | "
-        f"{cap['ideal']:.2f} s | {cap['achieved']:.1f} | {cap['share']:.1%} |",
+        "| run | set-up | captioner calls | rows | wall | ideal wall "
+        "(nodes x latency / limit) | achieved concurrency | share of limit | load (1 min) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
         "",
-        f"Target >= 85% of the limit for (a): {cap_ok}. (a) / (a0) = "
-        f"{cap['share'] / raw['share']:.1%}: the share of what the captioner client alone "
-        f"reaches on this machine that the full pipeline keeps. Achieved concurrency = "
-        f"seconds inside captioner HTTP calls / wall time. The caption workers (more than "
-        f"the limit, so encoding and writing overlap the calls) waited "
-        f"{cap['frame_wait']:.1f} s in all for decoded frames.",
+        f"Target >= 85% of the limit for (a): {cap_ok}, median {median:.1%} "
+        f"(range {shares[0]:.1%} to {shares[-1]:.1%}); (a0), the ceiling, "
+        f"{ceilings[0]:.1%} to {ceilings[-1]:.1%}. Achieved concurrency = seconds inside "
+        f"captioner HTTP calls / wall time; the rest of the limit x wall is slot time with "
+        f"no call in flight (in (a): "
+        + ", ".join(f"{c['idle_slot_seconds']:.1f}" for c in caps)
+        + " slot-seconds).",
         "",
         f"(b) Navigations through one Celery worker process (prefork, concurrency 1), Redis "
         f"and Postgres, policy at 0 ms latency, enqueue to result event, median of "
@@ -357,15 +405,16 @@ def report(cap: dict[str, Any], nav: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="navigation runs per length")
+    parser.add_argument("--caption-runs", type=int, default=3, help="captioning runs")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     # A hung run prints where every thread is and exits instead of waiting forever.
     faulthandler.dump_traceback_later(600, exit=True)
     fresh_database()
     video = make_hour_video()
-    cap = measure_captioning(video)
+    caps = measure_captioning(video, args.caption_runs)
     nav = measure_navigation(video, args.runs)
-    section = report(cap, nav)
+    section = report(caps, nav)
     finish(NAME, section, write=not args.no_write)
 
 
