@@ -110,6 +110,38 @@ def test_in_process_path_skips_unreferenced_packets_and_restarts_at_keyframes(
     assert decoder.counts.packets_decoded == single.packets_decoded
 
 
+OPEN_GOP_CODECS = {
+    "h264": ("-c:v", "libx264", "-preset", "medium", "-bf", "4", "-x264opts",
+             "b-pyramid=normal:open-gop=1:keyint=30:min-keyint=30:scenecut=0",
+             "-pix_fmt", "yuv420p"),
+    "hevc": ("-c:v", "libx265", "-preset", "fast", "-tag:v", "hvc1", "-x265-params",
+             "keyint=30:min-keyint=30:scenecut=0:bframes=4:open-gop=1:log-level=error"),
+}
+
+
+@pytest.mark.parametrize("codec", sorted(OPEN_GOP_CODECS))
+def test_open_gop_leading_frames_match_decoding_from_the_start(
+    codec: str, media_dir: Path,
+) -> None:
+    """Open GOPs: frames shown before a keyframe but coded after it predict from the
+    previous GOP. A pass whose seek lands on that keyframe must go back further; every
+    frame, read alone, equals decoding the whole file from its first frame."""
+    import av
+
+    from tests.integration.media.videogen import make_indexed_video
+
+    path = make_indexed_video(media_dir / f"open_gop_{codec}.mp4", num_frames=120,
+                              codec=OPEN_GOP_CODECS[codec])
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        expected = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+    reader = reader_for(path)
+    side = max(reader.probe.width, reader.probe.height)
+    wrong = [i for i in range(reader.probe.num_frames)
+             if not np.array_equal(reader.read([i], side)[0], expected[i])]
+    assert wrong == [] and reader.in_process and reader.cli_fallback_frames == 0
+
+
 def test_timestamps_off_the_frame_grid_fall_back_to_the_cli(media_dir: Path) -> None:
     """A camera that dropped one frame: a 1-frame gap at frame 50 keeps the file
     constant-rate to the probe (average 24.75 fps against 25), but frames around the gap lie
