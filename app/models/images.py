@@ -13,13 +13,22 @@ from app.errors import InvalidInput
 JPEG_QUALITY = 90
 
 
+class JpegDataURI(str):
+    """A ``data:image/jpeg;base64,...`` string as ``to_jpeg_data_uri`` makes it: nothing but
+    base64 characters follow the prefix, so it goes into a JSON body as it is, without the
+    escaping pass that costs about a millisecond per 300 kB of request."""
+
+    __slots__ = ()
+
+
 class InvalidImage(InvalidInput):
     """A frame that is not an RGB (or greyscale) uint8 image."""
 
     code = "invalid_image"
 
 
-def to_jpeg_data_uri(image: np.ndarray, max_side: int, *, quality: int = JPEG_QUALITY) -> str:
+def to_jpeg_data_uri(image: np.ndarray, max_side: int, *, quality: int = JPEG_QUALITY
+                     ) -> JpegDataURI:
     """Encode an RGB uint8 ``HxWx3`` (or ``HxW``) frame as a ``data:image/jpeg;base64`` URI
     whose longest side is at most ``max_side`` (aspect kept; smaller frames stay as they are)."""
     if isinstance(max_side, bool) or not isinstance(max_side, int) or max_side < 1:
@@ -41,4 +50,5 @@ def to_jpeg_data_uri(image: np.ndarray, max_side: int, *, quality: int = JPEG_QU
         picture = picture.resize(size, Image.Resampling.BICUBIC)
     buffer = io.BytesIO()
     picture.save(buffer, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return JpegDataURI(
+        "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii"))

@@ -9,6 +9,7 @@ names the role and the URL, so an operator knows which server to look at.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from typing import Any, Literal
@@ -18,6 +19,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from app.core.ports import Message, ModelUsage
 from app.errors import InvalidInput, ModelError
+from app.models.images import JpegDataURI
 from app.settings import Settings
 
 __all__ = ["ModelError", "ModelRole", "OpenAIChatClient"]
@@ -57,6 +59,44 @@ def _error_text(response: httpx.Response) -> str:
 def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, _TransientStatus | httpx.TimeoutException | httpx.NetworkError
                       | httpx.RemoteProtocolError)
+
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+_escape = json.encoder.encode_basestring
+
+
+def encode_json_body(value: Any) -> bytes:
+    """``value`` as compact UTF-8 JSON, as httpx's ``json=`` would send it, except that the
+    frames (``JpegDataURI``) are copied in without an escaping pass: they are most of a
+    vision request's bytes and hold nothing to escape."""
+    out: list[str] = []
+    _encode_into(value, out)
+    return "".join(out).encode("utf-8")
+
+
+def _encode_into(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        if type(value) is JpegDataURI:
+            out += ('"', value, '"')
+        else:
+            out.append(_escape(value))
+    elif isinstance(value, dict):
+        out.append("{")
+        for i, (key, item) in enumerate(value.items()):
+            if not isinstance(key, str):
+                raise TypeError(f"JSON object keys must be strings, not {type(key).__name__}")
+            out += ("," if i else "", _escape(key), ":")
+            _encode_into(item, out)
+        out.append("}")
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for i, item in enumerate(value):
+            if i:
+                out.append(",")
+            _encode_into(item, out)
+        out.append("]")
+    else:
+        out.append(json.dumps(value, allow_nan=False))
 
 
 def normalize_base_url(base_url: str) -> str:
@@ -119,17 +159,30 @@ class OpenAIChatClient:
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
         self._transport = transport
-        self._http = self._new_pool()
+        # One TLS context for all connections: making one costs tens of milliseconds.
+        self._tls = httpx.create_ssl_context()
         # Bounds requests in flight from this process; more would only queue at the server.
         self._slots = asyncio.Semaphore(concurrency)
+        # One single-connection HTTP client per slot in use, lent to one request at a time.
+        # httpcore walks every connection of a pool on each request and each reply (with a
+        # socket poll for each idle one); with one connection per pool that walk stays one
+        # step long instead of growing with the concurrency limit.
+        self._idle: list[httpx.AsyncClient] = []
+        self._opened: list[httpx.AsyncClient] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _new_pool(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
+    def _connection(self) -> httpx.AsyncClient:
+        """An idle connection (the most recently used, so still warm), or a new one; the
+        caller holds a slot, so there are never more than ``concurrency``."""
+        if self._idle:
+            return self._idle.pop()
+        http = httpx.AsyncClient(
             headers=self._headers, timeout=self._timeout, transport=self._transport,
-            limits=httpx.Limits(max_connections=self.concurrency,
-                                max_keepalive_connections=self.concurrency),
+            verify=self._tls,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
         )
+        self._opened.append(http)
+        return http
 
     def _bind_loop(self) -> None:
         """Pooled connections and the semaphore belong to one event loop; a caller that runs
@@ -139,7 +192,7 @@ class OpenAIChatClient:
             self._loop = loop
         elif self._loop is not loop:
             self._loop = loop
-            self._http = self._new_pool()
+            self._idle, self._opened = [], []
             self._slots = asyncio.Semaphore(self.concurrency)
 
     @classmethod
@@ -177,10 +230,13 @@ class OpenAIChatClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool (one left on a finished event loop is just dropped)."""
+        """Close the connections (those left on a finished event loop are just dropped)."""
+        opened, self._idle, self._opened = self._opened, [], []
         if self._loop is not None and self._loop is not asyncio.get_running_loop():
-            self._http, self._loop = self._new_pool(), None
-        await self._http.aclose()
+            self._loop = None
+            return
+        for http in opened:
+            await http.aclose()
 
     def _wait(self, state: RetryCallState) -> float:
         """Exponential backoff, stretched to a 429/503's ``Retry-After`` when it says so."""
@@ -206,7 +262,8 @@ class OpenAIChatClient:
         calls, excluding backoff sleeps and waiting for a concurrency slot.
         """
         self._bind_loop()
-        body = {"model": self.model, "messages": messages, **self.sampling, **extra}
+        body = encode_json_body(
+            {"model": self.model, "messages": messages, **self.sampling, **extra})
         spent = 0.0
         attempts = 0
         retrying = AsyncRetrying(
@@ -219,11 +276,15 @@ class OpenAIChatClient:
                 with attempt:
                     attempts += 1
                     async with self._slots:
+                        http = self._connection()
                         began = time.perf_counter()
                         try:
-                            response = await self._http.post(self._url, json=body)
+                            response = await http.post(self._url, content=body,
+                                                       headers=_JSON_HEADERS)
                         finally:
                             spent += time.perf_counter() - began
+                            if not http.is_closed:  # aclose() may have run meanwhile
+                                self._idle.append(http)
                     if response.status_code == 429 or response.status_code >= 500:
                         raise _TransientStatus(response)
         except httpx.TimeoutException as exc:

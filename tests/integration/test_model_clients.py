@@ -19,8 +19,8 @@ from app.core.protocol import reply_regex
 from app.core.tree import TreeConfig
 from app.errors import InvalidInput, ModelError
 from app.models.base import NodeFrames
-from app.models.images import InvalidImage, to_jpeg_data_uri
-from app.models.openai_client import OpenAIChatClient, normalize_base_url
+from app.models.images import InvalidImage, JpegDataURI, to_jpeg_data_uri
+from app.models.openai_client import OpenAIChatClient, encode_json_body, normalize_base_url
 from app.models.openai_vision import OpenAICaptioner, OpenAIFrameQA
 from app.models.policy import LLMPolicy
 from app.settings import Settings
@@ -195,6 +195,22 @@ def test_one_client_serves_successive_event_loops(scripted_server: ScriptedServe
     assert asyncio.run(client.chat(USER))[0] == "first loop"
     assert asyncio.run(client.chat(USER))[0] == "second loop"
     asyncio.run(client.aclose())
+
+
+def test_request_bodies_are_the_json_of_what_was_asked() -> None:
+    uri = to_jpeg_data_uri(np.zeros((4, 4, 3), dtype=np.uint8), 8)
+    assert isinstance(uri, JpegDataURI)
+    value = {"model": "vl", "n": 3, "t": 0.2, "ok": True, "none": None,
+             "text": 'quote " backslash \\ tab \t newline \n bell \x07 é 漢 🎬',
+             "messages": [{"content": [{"type": "image_url", "image_url": {"url": uri}}]}],
+             "tuple": (1, "two")}
+    body = encode_json_body(value)
+    assert json.loads(body) == {**value, "tuple": [1, "two"]}
+    assert body == json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    with pytest.raises(ValueError):
+        encode_json_body({"t": float("nan")})
+    with pytest.raises(TypeError):
+        encode_json_body({1: "key"})
 
 
 def test_base_urls_are_normalised_and_checked() -> None:
