@@ -105,6 +105,14 @@ def test_rejects_malformed_requests_like_a_real_server(scripted_server: Scripted
     assert "not JSON" in bad_json.json()["error"]["message"]
     not_jpeg = [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
     assert _chat(scripted_server, content=not_jpeg).status_code == 400
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(8)).decode()
+    for payload, why in [(_jpeg_uri()[len(JPEG):-1], "not valid base64"),
+                         (_jpeg_uri()[len(JPEG):-8] + "AA$A====", "not valid base64"),
+                         ("/9j/" + "A===", "not valid base64"),
+                         (png, "does not hold a JPEG")]:
+        image = [{"type": "image_url", "image_url": {"url": JPEG + payload}}]
+        reply = _chat(scripted_server, content=image)
+        assert reply.status_code == 400 and why in reply.json()["error"]["message"], payload
     assert httpx.get(f"{scripted_server.url}/nowhere").status_code == 404
 
 
