@@ -6,8 +6,10 @@ generated under single-flight: one asyncio future per key inside the process, an
 caption at once make one captioner call and both get its result.
 
 ``caption_nodes`` captions many nodes of a video at once (what the caption mode schedules
-ahead): frames are decoded in a thread a few nodes ahead of the captioner, and up to the
-captioner's concurrency limit of nodes are captioned at the same time.
+ahead): frames are decoded (and encoded as the captioner sends them) in threads, groups of
+neighbouring nodes ahead of the captioner, and up to the captioner's concurrency limit of
+nodes are captioned at the same time, with more nodes in hand than that so a freed slot
+finds the next node ready.
 """
 
 from __future__ import annotations
