@@ -40,6 +40,7 @@ from app.models.base import PreparesFrames
 from app.services.cache import KEY_PREFIX as CACHE_PREFIX
 from app.services.captions import (
     NODES_PER_SLOT,
+    batch_read_workers,
     caption_batch,
     decode_group,
     decode_groups,
@@ -131,7 +132,7 @@ def measure_captioning(video: Path, repeats: int) -> list[dict[str, Any]]:
         # Ingest in-process without its enqueue: the captioning below is what is timed.
         runtime.queue = _NoQueue()  # type: ignore[assignment]
         ingest_video(runtime, video_id)
-        ctx = load_video_context(runtime, video_id)
+        ctx = load_video_context(runtime, video_id, read_workers=batch_read_workers())
         nodes = scheduled_nodes(ctx.geometry, "eager")
         runtime.run(warm_up(runtime, ctx, nodes))
         runs = [caption_once(runtime, server, ctx, nodes) for _ in range(repeats)]

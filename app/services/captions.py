@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
@@ -126,9 +127,19 @@ class VideoContext:
         )
 
 
-def load_video_context(runtime: Runtime, video_id: uuid.UUID) -> VideoContext:
+def batch_read_workers() -> int:
+    """Decoding passes each ``FrameReader.read_many`` of a caption batch runs at once:
+    ``DECODERS`` reads overlap, so this many each keeps the decoding threads at about the
+    cores (more only trade the GIL with the event loop that keeps the captioner busy)."""
+    return max(1, (os.cpu_count() or 2) // DECODERS)
+
+
+def load_video_context(runtime: Runtime, video_id: uuid.UUID, *,
+                       read_workers: int | None = None) -> VideoContext:
     """Read a probed video and its subtitles; the caption version follows the current
-    captioner, so a changed captioner config never reads captions written under another."""
+    captioner, so a changed captioner config never reads captions written under another.
+    ``read_workers``: the frame reader's parallel passes (its default when None; a caption
+    batch wants ``batch_read_workers()``)."""
     with session_scope(runtime.session_factory) as session:
         video = session.get(Video, video_id)
         if video is None:
@@ -150,7 +161,8 @@ def load_video_context(runtime: Runtime, video_id: uuid.UUID) -> VideoContext:
             status=video.status,
             geometry=VideoGeometry(int(video.num_frames), float(video.fps), runtime.tree_config),
             subtitles=subtitles, version=version,
-            reader=FrameReader(path, probe, timeout_s=runtime.settings.ffmpeg_timeout_s),
+            reader=FrameReader(path, probe, timeout_s=runtime.settings.ffmpeg_timeout_s,
+                               workers=read_workers),
         )
     return ctx
 
@@ -602,7 +614,7 @@ def caption_nodes(runtime: Runtime, video_id: uuid.UUID, node_keys: Sequence[str
     """The caption task: caption ``node_keys`` (None: what the video's mode captions ahead)
     and keep the video's progress; a captioner that stays down fails the video."""
     try:
-        ctx = load_video_context(runtime, video_id)
+        ctx = load_video_context(runtime, video_id, read_workers=batch_read_workers())
     except NotFound:
         logger.info("caption task for missing video %s dropped", video_id)
         return
