@@ -108,7 +108,7 @@ class OpenAICaptioner:
                     f"{len(frames.frame_indices)} for {len(frames.images)} images",
                     code="invalid_frames")
             side = max_side(frames.level)
-            urls = []
+            urls: list[str] = []
             for index, image in zip(frames.frame_indices, frames.images, strict=True):
                 if not isinstance(image, np.ndarray) or image.ndim < 2:
                     urls.append(to_jpeg_data_uri(image, side))  # says what is wrong
