@@ -76,7 +76,7 @@ class RateLimiter:
         # Claimed, not yet used request numbers: [next, last] ranges per (tenant, window).
         self._leases: dict[tuple[uuid.UUID, int], list[list[int]]] = {}
         self._claims: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[tuple[uuid.UUID, int], asyncio.Future[int]]] = (
+            asyncio.AbstractEventLoop, dict[tuple[uuid.UUID, int], asyncio.Future[None]]] = (
             weakref.WeakKeyDictionary())
         self._async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop,
                                                        redis.asyncio.Redis] = (
