@@ -27,6 +27,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from app.errors import Unavailable
+from app.singleflight import shared
 
 logger = logging.getLogger(__name__)
 
@@ -257,11 +258,8 @@ class AsyncJobReader:
             return body
         # Misses of one job share one query: when a body is dropped under load, every
         # poller of that job would otherwise queue its own query at the same moment.
-        fetch = cache.fetching.get((tenant_id, job_id))
-        if fetch is None:
-            fetch = asyncio.ensure_future(self._fetch_body(cache, tenant_id, job_id, render))
-            cache.fetching[(tenant_id, job_id)] = fetch
-            fetch.add_done_callback(lambda _: cache.fetching.pop((tenant_id, job_id), None))
+        fetch = shared(cache.fetching, (tenant_id, job_id),
+                       lambda: self._fetch_body(cache, tenant_id, job_id, render))
         return await asyncio.shield(fetch)
 
     async def _fetch_body(self, cache: _JobBodies, tenant_id: uuid.UUID, job_id: uuid.UUID,

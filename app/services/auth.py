@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db.models import ApiKey, Tenant
 from app.errors import VidnavError
 from app.services.tenants import hash_api_key
+from app.singleflight import shared
 
 
 class Unauthorized(VidnavError):
@@ -94,18 +95,8 @@ class Authenticator:
 
     def _lookup_once(self, key: str, digest: str) -> asyncio.Future[TenantContext]:
         loop = asyncio.get_running_loop()
-        pending = self._pending.setdefault(loop, {})
-        lookup = pending.get(digest)
-        if lookup is None:
-            lookup = pending[digest] = loop.run_in_executor(None, self._lookup, key, digest)
-
-            def done(future: asyncio.Future[TenantContext]) -> None:
-                pending.pop(digest, None)
-                if not future.cancelled():
-                    future.exception()  # retrieved: a failed refresh ahead is not an error
-
-            lookup.add_done_callback(done)
-        return lookup
+        return shared(self._pending.setdefault(loop, {}), digest,
+                      lambda: loop.run_in_executor(None, self._lookup, key, digest))
 
     def cached(self, key: str) -> TenantContext | None:
         """The key's tenant if authenticated within the TTL (no I/O: safe on the event loop)."""

@@ -14,6 +14,7 @@ import redis
 import redis.asyncio
 
 from app.errors import VidnavError
+from app.singleflight import shared
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,18 +157,8 @@ class RateLimiter:
     def _claim_once(self, key: tuple[uuid.UUID, int], size: int) -> asyncio.Future[None]:
         """The claim in flight for ``key`` on this loop, started if there is none."""
         loop = asyncio.get_running_loop()
-        claims = self._claims.setdefault(loop, {})
-        claim = claims.get(key)
-        if claim is None:
-            claim = claims[key] = asyncio.ensure_future(self._claim(loop, key, size))
-
-            def done(future: asyncio.Future[None]) -> None:
-                claims.pop(key, None)
-                if not future.cancelled():
-                    future.exception()  # retrieved: a failed claim ahead is not an error
-
-            claim.add_done_callback(done)
-        return claim
+        return shared(self._claims.setdefault(loop, {}), key,
+                      lambda: self._claim(loop, key, size))
 
     async def _claim(self, loop: asyncio.AbstractEventLoop, key: tuple[uuid.UUID, int],
                      size: int) -> None:
