@@ -136,6 +136,15 @@ def other_video(clip_dir: Path) -> bytes:
 
 
 @pytest.fixture
+async def video(client, tenant, small_video):  # type: ignore[no-untyped-def]
+    """The tenant's uploaded small clip (the API's JSON)."""
+    response = await client.post("/v1/videos", headers=tenant.headers,
+                                 files={"file": ("clip.mp4", small_video, "video/mp4")})
+    assert response.status_code == 201
+    return response.json()
+
+
+@pytest.fixture
 def rows(runtime: Runtime):  # type: ignore[no-untyped-def]
     """``rows(Model)``: every row of a table, read in a fresh session."""
     from sqlalchemy import select

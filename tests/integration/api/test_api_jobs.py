@@ -5,17 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-import pytest
-
 from app.db.models import ApiKey, Job, TraceStep, Video, utcnow
-
-
-@pytest.fixture
-async def video(client, tenant, small_video):
-    response = await client.post("/v1/videos", headers=tenant.headers,
-                                 files={"file": ("clip.mp4", small_video, "video/mp4")})
-    assert response.status_code == 201
-    return response.json()
 
 
 async def ask(client, tenant, video_id, **body):

@@ -19,14 +19,6 @@ from app.services.runtime import build_runtime
 
 
 @pytest.fixture
-async def video(client, tenant, small_video):
-    response = await client.post("/v1/videos", headers=tenant.headers,
-                                 files={"file": ("clip.mp4", small_video, "video/mp4")})
-    assert response.status_code == 201
-    return response.json()
-
-
-@pytest.fixture
 async def job(client, tenant, video):
     response = await client.post(f"/v1/videos/{video['id']}/questions", headers=tenant.headers,
                                  json={"question": "What colour is the square?"})
