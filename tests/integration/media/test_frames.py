@@ -242,18 +242,20 @@ def test_bad_requests_are_typed_errors(cfr_mp4: Path) -> None:
 def test_slow_decoding_is_stopped_by_the_timeout(media_dir: Path, in_process: bool) -> None:
     from tests.integration.media.videogen import ffmpeg_lavfi
 
-    # Large frames coded without keyframes except the first: decoding frame 990 of a
-    # mkv must decode everything before it, far beyond a 0.3 s budget.
-    path = media_dir / "heavy.mkv"
+    # Large frames coded without keyframes except the first: decoding frame 2990 of a
+    # mkv must decode everything before it, about 2 s in process on an idle 2-core
+    # machine, far beyond a 0.1 s budget (at 990 frames and 0.3 s, an idle machine
+    # sometimes decoded in time).
+    path = media_dir / "heavy-3000.mkv"
     if not path.exists():
-        ffmpeg_lavfi(path, "-f", "lavfi", "-i", "testsrc2=s=1280x720:r=25:d=40",
+        ffmpeg_lavfi(path, "-f", "lavfi", "-i", "testsrc2=s=1280x720:r=50:d=60",
                      "-c:v", "libx264", "-preset", "ultrafast", "-g", "100000", "-crf", "35")
-    reader = reader_for(path, timeout_s=0.3, in_process=in_process)
+    reader = reader_for(path, timeout_s=0.1, in_process=in_process)
     assert reader.in_process is in_process
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     started = time.monotonic()
     with pytest.raises(MediaError) as error:
-        reader.read([990], 1280)
+        reader.read([2990], 1280)
     assert error.value.code == "media_timeout"
     assert time.monotonic() - started < 10
     leftover = {p.pid for p in psutil.Process().children(recursive=True)} - before
