@@ -24,9 +24,10 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -125,26 +126,34 @@ def packet_census(path: Path, probe: VideoProbe, node_range: tuple[int, int]
                   ) -> dict[str, float]:
     """What an exact reader must decode in a node's range: the share of H.264 packets that
     no frame predicts from, and the keyframe spacing."""
-    start, stop = node_range
+    start = node_range[0]
     packets = disposable = keys = 0
     with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        base = float(stream.time_base or 0)
-        size = h264_length_size(stream.codec_context.extradata)
-        container.seek(max(0, math.floor(start / probe.fps / base)), stream=stream,
-                       backward=True)
-        for packet in container.demux(stream):
-            if packet.size == 0 or packet.pts is None:
-                break
-            index = round(packet.pts * base * probe.fps)
-            if index >= stop:
-                break
+        for index, packet, size in _packets_until(container, probe, node_range):
             if index < start:
                 continue
             packets += 1
             keys += bool(packet.is_keyframe)
             disposable += h264_is_disposable(bytes(packet), size)
     return {"packets": packets, "disposable": disposable, "keyframes": keys}
+
+
+def _packets_until(container: Any, probe: VideoProbe, node_range: tuple[int, int]
+                   ) -> Iterator[tuple[int, Any, int]]:
+    """(frame index, packet, AVCC length size) of the video stream from the keyframe at or
+    before the range's first frame up to (not including) its end."""
+    start, stop = node_range
+    stream = container.streams.video[0]
+    base = float(stream.time_base or 0)
+    size = h264_length_size(stream.codec_context.extradata)
+    container.seek(max(0, math.floor(start / probe.fps / base)), stream=stream, backward=True)
+    for packet in container.demux(stream):
+        if packet.size == 0 or packet.pts is None:
+            return
+        index = round(packet.pts * base * probe.fps)
+        if index >= stop:
+            return
+        yield index, packet, size
 
 
 def timed(fn: Callable[..., object], *args: object) -> float:
@@ -344,21 +353,12 @@ def frame_type_costs(path: Path, probe: VideoProbe, node_range: tuple[int, int]
                      ) -> dict[str, float]:
     """Decode time per packet kind over one leaf's range (one thread, every packet sent,
     timed around each send): what skipping unreferenced frames can save at most."""
-    start, stop = node_range
     totals = {"reference": 0.0, "unreferenced": 0.0}
     counts = {"reference": 0, "unreferenced": 0}
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.codec_context.thread_count = 1
-        base = float(stream.time_base or 0)
-        size = h264_length_size(stream.codec_context.extradata)
-        container.seek(max(0, math.floor(start / probe.fps / base)), stream=stream,
-                       backward=True)
-        for packet in container.demux(stream):
-            if packet.size == 0 or packet.pts is None:
-                break
-            if round(packet.pts * base * probe.fps) >= stop:
-                break
+        for _, packet, size in _packets_until(container, probe, node_range):
             kind = "unreferenced" if h264_is_disposable(bytes(packet), size) else "reference"
             started = time.perf_counter()
             stream.codec_context.decode(packet)
