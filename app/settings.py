@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     webhook_allow_private: bool = False  # callbacks to loopback/private addresses (tests, LANs)
     # Postgres only: keep job bodies in memory until their row changes (LISTEN/NOTIFY).
     job_read_cache: bool = True
+    # Move everything alive after start-up out of the cyclic collector's reach: a full
+    # collection then walks only what was made since, not every imported module's objects.
+    gc_freeze: bool = True
 
     @field_validator("database_url", "redis_url", "policy_base_url", "captioner_base_url",
                      "videoqa_base_url", mode="before")

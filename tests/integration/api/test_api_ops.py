@@ -87,3 +87,35 @@ async def test_metrics_expose_requests_and_job_aggregates(client, tenant, small_
     assert 'vidnav_model_latency_seconds_count{role="video_qa"} 1.0' in lines
     assert 'vidnav_model_latency_seconds_sum{role="captioner"} 1.5' in lines
     assert "vidnav_caption_cache_hit_ratio 0.75" in lines
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+async def test_serving_leaves_start_up_objects_out_of_full_collections(runtime):
+    import gc
+    import weakref
+
+    from app.api.app import create_app
+
+    assert runtime.settings.gc_freeze  # the default
+    app = create_app(runtime)
+    before = gc.get_freeze_count()
+    tracked = len(gc.get_objects())
+    async with app.router.lifespan_context(app):
+        # What was alive at start-up is frozen: most of the process's tracked objects.
+        assert gc.get_freeze_count() - before > tracked // 2
+        # Garbage made while serving is still collected.
+        cycle = _Cycle()
+        ref = weakref.ref(cycle)
+        del cycle
+        gc.collect()
+        assert ref() is None
+    assert gc.get_freeze_count() == before  # unfrozen on shutdown
+
+    runtime.settings = runtime.settings.model_copy(update={"gc_freeze": False})
+    app = create_app(runtime)
+    async with app.router.lifespan_context(app):
+        assert gc.get_freeze_count() == before
