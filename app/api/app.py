@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from app.api.deps import ApiState
 from app.api.errors import install_error_handlers
+from app.api.fastpath import JobReadFastPath
 from app.api.middleware import RequestMetricsMiddleware
 from app.api.routers import jobs, system, videos
 from app.db.repositories import AsyncJobReader
@@ -52,10 +53,12 @@ def startup_objects_frozen(enabled: bool) -> Iterator[None]:
 
 def create_app(
     runtime: Any | None = None, *, sse_heartbeat_s: float = 15.0, sse_poll_s: float = 1.0,
-    auth_cache_ttl_s: float = 5.0,
+    auth_cache_ttl_s: float = 5.0, job_read_fast_path: bool = True,
 ) -> FastAPI:
     """The API app. Without ``runtime``, the lifespan builds one from the environment's
-    settings (and closes it on shutdown); a given runtime stays the caller's to close."""
+    settings (and closes it on shutdown); a given runtime stays the caller's to close.
+    ``job_read_fast_path=False`` serves ``GET /v1/jobs/{id}`` through FastAPI's router only
+    (see ``app.api.fastpath``; tests compare the two)."""
     registry = CollectorRegistry()
     http_metrics = HttpMetrics(registry)
 
@@ -109,6 +112,8 @@ def create_app(
     if runtime is not None:
         attach(app, runtime)
     install_error_handlers(app)
+    if job_read_fast_path:
+        app.add_middleware(JobReadFastPath)  # inside the metrics middleware (added last)
     app.add_middleware(RequestMetricsMiddleware, metrics=http_metrics)
     # Routes are matched in order: jobs first, as ``GET /v1/jobs/{id}`` is what dashboards
     # poll (no path of one router can match another's, so the order changes nothing else).

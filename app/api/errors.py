@@ -94,7 +94,8 @@ def _http_code(status: int) -> str:
         return "http_error"
 
 
-async def _vidnav_error(request: Request, exc: Exception) -> JSONResponse:
+async def vidnav_error_response(request: Request, exc: Exception) -> JSONResponse:
+    """The response for a domain error (the handler of ``VidnavError``)."""
     assert isinstance(exc, VidnavError)
     status = STATUS_BY_KIND.get(exc.kind, 500)
     headers: dict[str, str] = {}
@@ -133,7 +134,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(VidnavError, _vidnav_error)
+    app.add_exception_handler(VidnavError, vidnav_error_response)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
