@@ -8,7 +8,9 @@ Callback URLs must point at public addresses unless ``webhook_allow_private`` is
 question is refused when its URL names a loopback, private, link-local or otherwise
 non-public address or ``localhost``, and a delivery is failed (not retried) when the host
 resolves to one, so a tenant cannot make workers call services inside the deployment.
-Redirects are not followed.
+Redirects are not followed. A delivery resolves the host once, checks every address, and
+connects to a checked address (the Host header and the TLS server name stay the URL's), so
+a name that answers differently a moment later (DNS rebinding) cannot redirect it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import socket
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +36,10 @@ from app.errors import InvalidInput, NotFound
 SIGNATURE_HEADER = "X-Vidnav-Signature"
 TIMESTAMP_HEADER = "X-Vidnav-Timestamp"
 EVENT_JOB_FINISHED = "job.finished"
+PINNED_ADDRESSES_TRIED = 3  # a delivery tries the name's first addresses in order
+
+# ``socket.getaddrinfo``'s shape: (host, port, proto=...) -> [(family, type, proto, name, sockaddr)]
+Resolver = Callable[..., Sequence[tuple[Any, ...]]]
 
 
 class CallbackNotPublic(InvalidInput):
@@ -46,33 +53,96 @@ def _public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
-def check_callback_url(url: str, *, resolve: bool) -> None:
-    """Refuse a callback URL whose host is not public: an IP literal or ``localhost`` name
-    always, a DNS name's addresses when ``resolve`` (at delivery, not at request time)."""
-    host = (httpx.URL(url).host or "").rstrip(".").lower()
+def _host(url: httpx.URL) -> str:
+    """The URL's host in ASCII (IDNA), lower case, without a trailing dot."""
+    return url.raw_host.decode("ascii").rstrip(".").lower()
+
+
+def _literal(host: str) -> bool:
     try:
-        literal = ipaddress.ip_address(host.split("%", 1)[0])
+        ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
-        literal = None
-    if literal is not None:
-        addresses = [host]
-    elif host == "localhost" or host.endswith(".localhost") or not host:
-        raise CallbackNotPublic(f"the callback URL's host {host!r} is not a public address",
-                                details={"host": host})
-    elif resolve:
-        try:
-            infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-        except OSError as exc:
-            raise CallbackNotPublic(f"the callback URL's host {host!r} does not resolve: {exc}",
-                                    details={"host": host}) from exc
-        addresses = [str(info[4][0]) for info in infos]
-    else:
-        return
+        return False
+    return True
+
+
+def _refuse_blocked(host: str, addresses: Sequence[str]) -> None:
     blocked = sorted({a for a in addresses if not _public(a)})
     if blocked:
         raise CallbackNotPublic(
             f"the callback URL's host {host!r} is not a public address ({', '.join(blocked)})",
             details={"host": host, "addresses": blocked})
+
+
+def _refuse_local_names(host: str) -> None:
+    if host == "localhost" or host.endswith(".localhost") or not host:
+        raise CallbackNotPublic(f"the callback URL's host {host!r} is not a public address",
+                                details={"host": host})
+
+
+def resolve_host(host: str, port: int, resolver: Resolver = socket.getaddrinfo) -> list[str]:
+    """The name's TCP addresses in the resolver's order, each once (``OSError`` when none)."""
+    addresses: list[str] = []
+    for info in resolver(host, port, proto=socket.IPPROTO_TCP):
+        address = str(info[4][0])
+        if address not in addresses:
+            addresses.append(address)
+    if not addresses:
+        raise OSError(f"{host!r} has no addresses")
+    return addresses
+
+
+def check_callback_url(url: str, *, resolve: bool,
+                       resolver: Resolver = socket.getaddrinfo) -> None:
+    """Refuse a callback URL whose host is not public: an IP literal or ``localhost`` name
+    always, a DNS name's addresses when ``resolve`` (at delivery, not at request time)."""
+    parsed = httpx.URL(url)
+    host = _host(parsed)
+    if _literal(host):
+        _refuse_blocked(host, [host])
+        return
+    _refuse_local_names(host)
+    if resolve:
+        try:
+            addresses = resolve_host(host, parsed.port or 443, resolver)
+        except OSError as exc:
+            raise CallbackNotPublic(f"the callback URL's host {host!r} does not resolve: {exc}",
+                                    details={"host": host}) from exc
+        _refuse_blocked(host, addresses)
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedRequest:
+    """Where one attempt connects: ``url`` names an address, not the host."""
+
+    url: httpx.URL
+    headers: dict[str, str]  # Host: the callback URL's own host (and port)
+    extensions: dict[str, Any]  # sni_hostname: the name TLS sends and verifies
+
+
+def pinned_requests(url: str, *, allow_private: bool,
+                    resolver: Resolver = socket.getaddrinfo) -> list[PinnedRequest]:
+    """The requests one delivery attempt may make to ``url``, one per checked address (the
+    first few, in the resolver's order), from a single resolution of its host.
+
+    Raises ``CallbackNotPublic`` for a host that is, or resolves to, a non-public address
+    (unless ``allow_private``), and ``OSError`` when the name does not resolve."""
+    parsed = httpx.URL(url)
+    host = _host(parsed)
+    if _literal(host):
+        if not allow_private:
+            _refuse_blocked(host, [host])
+        return [PinnedRequest(parsed, {}, {})]
+    if not allow_private:
+        _refuse_local_names(host)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    addresses = resolve_host(host, port, resolver)
+    if not allow_private:
+        _refuse_blocked(host, addresses)
+    headers = {"Host": parsed.netloc.decode("ascii")}
+    extensions = {"sni_hostname": host} if parsed.scheme == "https" else {}
+    return [PinnedRequest(parsed.copy_with(host=address.split("%", 1)[0]), headers, extensions)
+            for address in addresses[:PINNED_ADDRESSES_TRIED]]
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -128,9 +198,11 @@ def retry_delay_s(attempt: int, *, base_s: float = 2.0, cap_s: float = 300.0) ->
 def deliver(
     session_factory: sessionmaker[Session], delivery_id: uuid.UUID, http_client: httpx.Client,
     *, max_attempts: int = 5, allow_private: bool = False,
+    resolver: Resolver = socket.getaddrinfo,
 ) -> DeliveryResult:
     """Make one attempt at a delivery and record it; a 2xx reply marks it delivered, a
-    callback host that is not public fails it at once."""
+    callback host that is not public fails it at once. The host is resolved once, with
+    ``resolver``, and only the addresses so checked are connected to."""
     with session_factory() as session:
         delivery = session.get(WebhookDelivery, delivery_id)
         if delivery is None:
@@ -152,22 +224,33 @@ def deliver(
             headers[SIGNATURE_HEADER] = sign(tenant.webhook_secret, body)
         status_code: int | None = None
         error: str | None = None
-        if not allow_private:
-            try:
-                check_callback_url(delivery.url, resolve=True)
-            except CallbackNotPublic as exc:
-                delivery.attempt += 1
-                delivery.error = str(exc)
-                delivery.state = "failed"
-                session.commit()
-                return DeliveryResult(delivery.state, delivery.attempt, None, delivery.error)
         try:
-            response = http_client.post(delivery.url, content=body, headers=headers)
+            targets = pinned_requests(delivery.url, allow_private=allow_private,
+                                      resolver=resolver)
+        except CallbackNotPublic as exc:
+            delivery.attempt += 1
+            delivery.error = str(exc)
+            delivery.state = "failed"
+            session.commit()
+            return DeliveryResult(delivery.state, delivery.attempt, None, delivery.error)
+        except OSError as exc:  # the name does not resolve (now): try again later
+            targets = []
+            error = f"the callback URL's host does not resolve: {exc}"[:2000]
+        for target in targets:
+            try:
+                response = http_client.post(target.url, content=body,
+                                            headers={**headers, **target.headers},
+                                            extensions=target.extensions)
+            except httpx.ConnectError as exc:  # this address refused: try the next
+                error = f"{type(exc).__name__}: {exc}"[:2000]
+                continue
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"[:2000]
+                break
             status_code = response.status_code
-            if not 200 <= status_code < 300:
-                error = f"the receiver answered HTTP {status_code}"
-        except httpx.HTTPError as exc:
-            error = f"{type(exc).__name__}: {exc}"[:2000]
+            error = (None if 200 <= status_code < 300
+                     else f"the receiver answered HTTP {status_code}")
+            break
         delivery.attempt += 1
         delivery.status_code = status_code
         delivery.error = error

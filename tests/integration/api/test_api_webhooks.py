@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 import uuid
 from collections.abc import Iterator
@@ -11,15 +12,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
+import trustme
 
 from app.db.models import Job, WebhookDelivery, utcnow
 from app.services import webhooks
 
 
 class Receiver:
-    """An HTTP server recording each POST and answering with the next scripted status."""
+    """An HTTP server recording each POST and answering with the next scripted status
+    (HTTPS with ``tls``, a server-side SSL context)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.requests: list[tuple[dict[str, str], bytes]] = []
         self.statuses: list[int] = []
         outer = self
@@ -36,7 +39,10 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -172,3 +178,107 @@ async def test_a_delivery_to_a_non_public_host_fails_at_once(client, tenant, sma
     assert (result.state, result.attempt, result.status_code) == ("failed", 1, None)
     assert "not a public address (127.0.0.1)" in (result.error or "")
     assert receiver.requests == []  # nothing was sent
+
+
+class TableResolver:
+    """``socket.getaddrinfo`` for names that exist only in this test: each name answers with
+    its next list of addresses (the last one repeats; an empty one does not resolve), and
+    every call is recorded."""
+
+    def __init__(self, answers: dict[str, list[list[str]]]) -> None:
+        self.answers = answers
+        self.calls: list[str] = []
+
+    def __call__(self, host: str, port: int, *args: object, **kwargs: object
+                 ) -> list[tuple[object, ...]]:
+        answered = self.calls.count(host)
+        self.calls.append(host)
+        table = self.answers[host]
+        addresses = table[min(answered, len(table) - 1)]
+        if not addresses:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (a, port))
+                for a in addresses]
+
+
+async def pending_delivery(client, tenant, small_video, runtime, url: str):  # type: ignore[no-untyped-def]
+    job_id = await finished_job(client, tenant, small_video, runtime, url)
+    with runtime.session_factory() as session:
+        delivery = webhooks.create_delivery(session, session.get(Job, uuid.UUID(job_id)))
+        session.commit()
+    return delivery.id
+
+
+async def test_a_delivery_connects_to_the_address_it_resolved(client, tenant, small_video,
+                                                              runtime, receiver):
+    # receiver.test exists nowhere but in the resolver: only the pinned address can reach it.
+    # 127.0.0.2 is loopback with nothing listening: refused, so the next address is tried.
+    resolver = TableResolver({"receiver.test": [["127.0.0.2", "127.0.0.1"]]})
+    delivery_id = await pending_delivery(client, tenant, small_video, runtime,
+                                         f"http://receiver.test:{receiver.port}/hook")
+    with httpx.Client(timeout=5) as http:
+        result = webhooks.deliver(runtime.session_factory, delivery_id, http,
+                                  allow_private=True, resolver=resolver)
+    assert (result.state, result.status_code) == ("delivered", 204)
+    [(headers, _)] = receiver.requests
+    assert headers["Host"] == f"receiver.test:{receiver.port}"
+    assert resolver.calls == ["receiver.test"]
+
+
+async def test_a_name_that_rebinds_after_the_check_is_not_followed(client, tenant, small_video,
+                                                                   runtime, receiver):
+    # Public when checked, loopback a moment later: the attempt connects to the public
+    # address it checked (unreachable from here), never to the loopback receiver.
+    resolver = TableResolver({"receiver.test": [["93.184.215.14"], ["127.0.0.1"]]})
+    delivery_id = await pending_delivery(client, tenant, small_video, runtime,
+                                         f"http://receiver.test:{receiver.port}/hook")
+    with httpx.Client(timeout=1) as http:
+        first = webhooks.deliver(runtime.session_factory, delivery_id, http, resolver=resolver)
+        assert resolver.calls == ["receiver.test"]
+        assert first.state == "pending" and first.status_code is None
+        # The next attempt resolves again, sees loopback, and gives up at once.
+        second = webhooks.deliver(runtime.session_factory, delivery_id, http, resolver=resolver)
+    assert (second.state, second.attempt) == ("failed", 2)
+    assert "not a public address (127.0.0.1)" in (second.error or "")
+    assert receiver.requests == []
+
+
+async def test_a_name_that_does_not_resolve_is_tried_again_later(client, tenant, small_video,
+                                                                 runtime, receiver):
+    resolver = TableResolver({"receiver.test": [[], ["127.0.0.1"]]})
+    delivery_id = await pending_delivery(client, tenant, small_video, runtime,
+                                         f"http://receiver.test:{receiver.port}/hook")
+    with httpx.Client(timeout=5) as http:
+        first = webhooks.deliver(runtime.session_factory, delivery_id, http,
+                                 allow_private=True, resolver=resolver)
+        assert first.state == "pending" and "does not resolve" in (first.error or "")
+        second = webhooks.deliver(runtime.session_factory, delivery_id, http,
+                                  allow_private=True, resolver=resolver)
+    assert (second.state, second.attempt) == ("delivered", 2)
+
+
+@pytest.mark.parametrize("cert_name,delivered", [("receiver.test", True), ("other.test", False)])
+async def test_https_deliveries_verify_the_callback_host_name(
+        client, tenant, small_video, runtime, cert_name, delivered):
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(cert_name).configure_cert(server_tls)
+    client_tls = ssl.create_default_context()
+    ca.configure_trust(client_tls)
+    receiver = Receiver(tls=server_tls)
+    try:
+        resolver = TableResolver({"receiver.test": [["127.0.0.1"]]})
+        delivery_id = await pending_delivery(client, tenant, small_video, runtime,
+                                             f"https://receiver.test:{receiver.port}/hook")
+        with httpx.Client(timeout=5, verify=client_tls) as http:
+            result = webhooks.deliver(runtime.session_factory, delivery_id, http,
+                                      allow_private=True, resolver=resolver)
+    finally:
+        receiver.close()
+    if delivered:
+        assert (result.state, result.status_code) == ("delivered", 204)
+        assert len(receiver.requests) == 1
+    else:  # the certificate names another host: the connection is refused, nothing is sent
+        assert result.state == "pending"
+        assert "certificate" in (result.error or "").lower()
+        assert receiver.requests == []
