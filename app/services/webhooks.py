@@ -96,19 +96,17 @@ def check_callback_url(url: str, *, resolve: bool,
                        resolver: Resolver = socket.getaddrinfo) -> None:
     """Refuse a callback URL whose host is not public: an IP literal or ``localhost`` name
     always, a DNS name's addresses when ``resolve`` (at delivery, not at request time)."""
-    parsed = httpx.URL(url)
-    host = _host(parsed)
-    if _literal(host):
-        _refuse_blocked(host, [host])
-        return
-    _refuse_local_names(host)
+    host = _host(httpx.URL(url))
     if resolve:
         try:
-            addresses = resolve_host(host, parsed.port or 443, resolver)
+            pinned_requests(url, allow_private=False, resolver=resolver)
         except OSError as exc:
             raise CallbackNotPublic(f"the callback URL's host {host!r} does not resolve: {exc}",
                                     details={"host": host}) from exc
-        _refuse_blocked(host, addresses)
+    elif _literal(host):
+        _refuse_blocked(host, [host])
+    else:
+        _refuse_local_names(host)
 
 
 @dataclass(frozen=True, slots=True)
