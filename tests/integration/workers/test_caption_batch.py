@@ -48,15 +48,20 @@ def _image_urls(request_messages: list[dict]) -> tuple[str, ...]:
     return tuple(p["image_url"]["url"] for p in user if p["type"] == "image_url")
 
 
+def ingested_lazy_video(runtime: Runtime, tenant_name: str):  # type: ignore[no-untyped-def]
+    """A 2-minute video ingested lazily (no captions scheduled), and every node of its tree."""
+    video_id = add_uploaded_video(runtime.session_factory, make_video(120), "lazy",
+                                  tenant_name=tenant_name)
+    ingest_video(runtime, video_id)
+    ctx = load_video_context(runtime, video_id)
+    return ctx, scheduled_nodes(ctx.geometry, "eager")
+
+
 def test_batch_sends_every_node_its_own_frames_once(
     runtime: Runtime, scripted_server: ScriptedServer
 ) -> None:
     # Lazy: ingest probes the video and schedules no captions; the batch below does them.
-    video_id = add_uploaded_video(runtime.session_factory, make_video(120), "lazy",
-                                  tenant_name="batch")
-    ingest_video(runtime, video_id)
-    ctx = load_video_context(runtime, video_id)
-    nodes = scheduled_nodes(ctx.geometry, "eager")
+    ctx, nodes = ingested_lazy_video(runtime, "batch")
 
     report = runtime.run(caption_batch(runtime, ctx, nodes))
 
@@ -77,11 +82,7 @@ def test_batch_sends_every_node_its_own_frames_once(
 def test_decode_groups_start_at_one_slot_load_and_double_per_decoder(
     runtime: Runtime,
 ) -> None:
-    video_id = add_uploaded_video(runtime.session_factory, make_video(120), "lazy",
-                                  tenant_name="groups")
-    ingest_video(runtime, video_id)
-    ctx = load_video_context(runtime, video_id)
-    nodes = scheduled_nodes(ctx.geometry, "eager")
+    ctx, nodes = ingested_lazy_video(runtime, "groups")
 
     groups = list(decode_groups(ctx, nodes, first=4))
 
