@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import sys
+from typing import Any, Literal, NoReturn
 
 ErrorKind = Literal[
     "invalid",  # the input is wrong: 400/422
@@ -65,3 +66,25 @@ class ModelError(VidnavError):
 
     code = "model_unavailable"
     kind = "unavailable"
+
+
+# Kinds that are the user's to fix: a command exits with 2 for them, 1 for the others.
+USER_ERROR_KINDS: frozenset[ErrorKind] = frozenset(
+    {"invalid", "not_found", "conflict", "too_large", "unsupported"})
+
+
+def exit_code(exc: VidnavError) -> int:
+    """A command's exit code for ``exc``: 2 bad input, 1 a dependency failed."""
+    return 2 if exc.kind in USER_ERROR_KINDS else 1
+
+
+def error_line(exc: VidnavError) -> str:
+    """The one line a command prints for ``exc`` (on stderr)."""
+    return f"error [{exc.code}] {exc.message}"
+
+
+def exit_with(exc: VidnavError) -> NoReturn:
+    """End a process that cannot start (an entry point outside the CLI: the Celery worker
+    app, the ASGI factory) the way the CLI does: one line on stderr, exit code 2 or 1."""
+    print(error_line(exc), file=sys.stderr, flush=True)
+    raise SystemExit(exit_code(exc))

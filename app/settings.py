@@ -8,20 +8,46 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, get_args
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.errors import InvalidInput
+
 CaptionMode = Literal["eager", "online", "lazy"]
+CAPTION_MODES: tuple[CaptionMode, ...] = get_args(CaptionMode)
 Profile = Literal["cpu", "remote"]
 ROLES = frozenset({"policy", "captioner", "video_qa"})
+ENV_PREFIX = "VIDNAV_"
+
+
+class SettingsError(InvalidInput):
+    """A setting has a value vidnav cannot run with (one line: the variable, the value,
+    what is allowed)."""
+
+    code = "invalid_setting"
+
+
+def _cpu_roles(profile: str | None, policy_url: str | None, captioner_url: str | None,
+               videoqa_url: str | None) -> frozenset[str]:
+    if profile is not None:
+        return ROLES if profile == "cpu" else frozenset()
+    urls = {"policy": policy_url, "captioner": captioner_url, "video_qa": videoqa_url}
+    return frozenset(role for role, url in urls.items() if not url)
 
 
 class Settings(BaseSettings):
     """All of vidnav's settings; invalid values fail at start-up, not at first use."""
 
-    model_config = SettingsConfigDict(env_prefix="VIDNAV_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     # --- where things live -------------------------------------------------------------
     data_dir: Path = Path.home() / ".local" / "share" / "vidnav"
@@ -63,7 +89,9 @@ class Settings(BaseSettings):
     max_rounds: int = Field(default=30, ge=1, le=200)
 
     # --- pipeline -------------------------------------------------------------------------
-    caption_mode: CaptionMode = "online"
+    # Unset: "eager" when the captioner is the CPU one (its captions are cheap, and a
+    # question then only reads stored captions), else "online".
+    caption_mode: CaptionMode = Field(default=None, validate_default=True)
     transcribe: bool | None = None  # unset: on in the CPU profile, off otherwise
     max_upload_bytes: int = Field(default=8 * 1024**3, ge=1)
     max_video_duration_s: float = Field(default=6 * 3600.0, gt=0)
@@ -98,6 +126,16 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @field_validator("caption_mode", mode="before")
+    @classmethod
+    def _default_caption_mode(cls, value: object, info: ValidationInfo) -> object:
+        if value is not None:
+            return value
+        data = info.data
+        cpu = _cpu_roles(data.get("profile"), data.get("policy_base_url"),
+                         data.get("captioner_base_url"), data.get("videoqa_base_url"))
+        return "eager" if "captioner" in cpu else "online"
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -142,11 +180,8 @@ class Settings(BaseSettings):
     def cpu_roles(self) -> frozenset[str]:
         """Model roles served by the CPU profile: all with ``profile=cpu``, none with
         ``profile=remote``, otherwise each role without its ``*_BASE_URL``."""
-        if self.profile is not None:
-            return ROLES if self.profile == "cpu" else frozenset()
-        urls = {"policy": self.policy_base_url, "captioner": self.captioner_base_url,
-                "video_qa": self.videoqa_base_url}
-        return frozenset(role for role, url in urls.items() if not url)
+        return _cpu_roles(self.profile, self.policy_base_url, self.captioner_base_url,
+                          self.videoqa_base_url)
 
     @property
     def should_transcribe(self) -> bool:
@@ -156,7 +191,35 @@ class Settings(BaseSettings):
         return bool(self.cpu_roles & {"captioner", "video_qa"})
 
 
+def load_settings(**values: Any) -> Settings:
+    """Settings from the environment (``values`` override it); a bad value raises
+    ``SettingsError`` naming the variable and what is allowed, never a traceback's worth
+    of pydantic output."""
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise SettingsError(describe_errors(exc)) from None
+
+
+def describe_errors(exc: ValidationError) -> str:
+    """One line for every problem of a settings validation: ``VIDNAV_X='value': what is
+    allowed``, joined with "; "."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        message = error["msg"].removeprefix("Value error, ")
+        if error["loc"]:
+            name = ENV_PREFIX + "_".join(str(p) for p in error["loc"]).upper()
+            message = f"{name}={_shown(error.get('input'))}: {message}"
+        parts.append(" ".join(message.split()))
+    return "; ".join(parts)
+
+
+def _shown(value: object) -> str:
+    text = repr(value) if isinstance(value, str) else "unset" if value is None else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once from the environment."""
-    return Settings()
+    """The process-wide settings, read once from the environment (``load_settings``)."""
+    return load_settings()

@@ -34,24 +34,24 @@ from typing import Any
 import psycopg
 from sqlalchemy import delete, func, select
 
+from app.bootstrap import build_runtime
 from app.db import migrate
 from app.db.models import CaptionNode, Job, TraceStep, Video
 from app.models.base import PreparesFrames
 from app.services.cache import KEY_PREFIX as CACHE_PREFIX
-from app.services.captions import (
+from app.services.captions import caption_batch, load_video_context, scheduled_nodes
+from app.services.captions.batch import (
     NODES_PER_SLOT,
     batch_read_workers,
-    caption_batch,
     decode_group,
     decode_groups,
-    load_video_context,
-    scheduled_nodes,
 )
-from app.services.runtime import Runtime, build_runtime
+from app.services.runtime import Runtime
 from app.settings import Settings
 from bench.results import finish, load_average
 from tests.support.factories import add_uploaded_video
 from tests.support.fixtures import ScriptedServerProcess
+from tests.support.queues import RecordingQueue
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "captioning"
@@ -124,13 +124,12 @@ def measure_captioning(video: Path, repeats: int) -> list[dict[str, Any]]:
 
     server = ScriptedServerProcess("--latency-ms", f"{LATENCY_MS:g}",
                                    "--captioner-model", CAPTIONER)
-    runtime = build_runtime(Settings(**bench_settings(server)))
+    # Ingest in-process, its enqueue only recorded: the captioning below is what is timed.
+    runtime = build_runtime(Settings(**bench_settings(server)), queue=RecordingQueue())
     try:
         assert runtime.redis is not None
         runtime.redis.flushdb()
         video_id = add_video(runtime, video, "eager")
-        # Ingest in-process without its enqueue: the captioning below is what is timed.
-        runtime.queue = _NoQueue()  # type: ignore[assignment]
         ingest_video(runtime, video_id)
         ctx = load_video_context(runtime, video_id, read_workers=batch_read_workers())
         nodes = scheduled_nodes(ctx.geometry, "eager")
@@ -205,11 +204,6 @@ async def captioner_alone(runtime: Runtime, ctx: Any, nodes: list[Any]) -> dict[
     wall = time.perf_counter() - began
     return {"wall": wall, "achieved": spent / wall, "share": spent / wall / LIMIT,
             "mean_call": spent / len(frames)}
-
-
-class _NoQueue:
-    def enqueue_caption(self, *_: Any, **__: Any) -> None:
-        return None
 
 
 # --- (b) navigation overhead through Celery ---------------------------------------------

@@ -81,21 +81,22 @@ def cpu_seconds() -> float:
 
 def measure(name: str) -> VideoRun:
     """Fresh data directory, then the ``vidnav ask`` path: prepare once, ask each question."""
-    from app import cli
+    from app.bootstrap import open_runtime
     from app.db.models import Video
     from app.db.session import session_scope
+    from app.services import local_questions as local
     from app.settings import Settings
     from scripts.fetch_videos import fetch_video
 
     path = fetch_video(name)
     with tempfile.TemporaryDirectory(prefix="vidnav-bench-") as data_dir:
         settings = Settings(data_dir=Path(data_dir), caption_mode="eager")
-        with cli.runtime_for(settings) as runtime:
-            tenant_id = cli.local_tenant_id(runtime)
-            video_id = cli.register_local_video(runtime, tenant_id, path)
-            cli.warm_up(runtime)
+        with open_runtime(settings) as runtime:
+            tenant_id = local.local_tenant_id(runtime)
+            video_id = local.register_local_video(runtime, tenant_id, path)
+            local.warm_up(runtime)
             cpu_before = cpu_seconds()
-            timings = cli.prepare_video(runtime, video_id, show=False)
+            timings = local.prepare_video(runtime, video_id)
             cpu = cpu_seconds() - cpu_before
             with session_scope(runtime.session_factory) as session:
                 video = session.get(Video, video_id)
@@ -104,9 +105,9 @@ def measure(name: str) -> VideoRun:
             run = VideoRun(name, duration, timings["ingest_s"], timings["captioning_s"], nodes,
                            cpu)
             for question, options in QUESTIONS[name]:
-                job_id, seconds = cli.run_question(runtime, tenant_id, video_id, question,
-                                                   list(options), None, show=False)
-                result = cli.collect_result(runtime, video_id, job_id, {})
+                job_id, seconds = local.run_question(runtime, tenant_id, video_id, question,
+                                                     list(options), None)
+                result = local.collect_result(runtime, video_id, job_id, {})
                 share = result.summary.get("visited_share")
                 run.asked.append(Asked(question, result.answer, seconds, result.rounds,
                                        float(share) if share is not None else None))

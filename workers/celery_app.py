@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Celery
 from celery.signals import (
     worker_init,
     worker_process_init,
@@ -21,70 +20,35 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from app.settings import Settings, get_settings
+from app.bootstrap.celery_queue import make_celery
+from app.errors import exit_with
+from app.settings import SettingsError, get_settings
+from workers.visibility import VisibilityKeeper
 
-QUEUES = ("ingest", "caption", "navigate")
-TASK_QUEUES = {
-    "vidnav.ingest": "ingest",
-    "vidnav.caption": "caption",
-    "vidnav.navigate": "navigate",
-    "vidnav.webhook": "navigate",
-}
+try:
+    # Read once, when the worker app is imported: a bad setting stops ``celery -A
+    # workers.celery_app worker`` with one ``error [invalid_setting] ...`` line, exit code 2.
+    settings = get_settings()
+except SettingsError as exc:
+    exit_with(exc)
 
-
-def celery_config(settings: Settings) -> dict[str, Any]:
-    """The Celery settings shared by workers and by processes that only enqueue."""
-    return {
-        "broker_url": settings.redis_url,
-        "result_backend": None,
-        "task_ignore_result": True,
-        # A task is acknowledged when it finishes, so a crashed worker's task runs again;
-        # prefetch 1 keeps a long caption task from holding queued work hostage.
-        "task_acks_late": True,
-        "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
-        "task_routes": {name: {"queue": queue} for name, queue in TASK_QUEUES.items()},
-        "task_default_queue": "navigate",
-        "task_serializer": "json",
-        "accept_content": ["json"],
-        "broker_transport_options": {
-            "visibility_timeout": settings.celery_visibility_timeout_s,
-            # Sweep for the unacknowledged messages of dead workers often enough that one is
-            # redelivered soon after its visibility timeout, not many minutes later.
-            "unacked_restore_interval": max(1, min(10, int(settings.celery_visibility_timeout_s
-                                                           / 4))),
-            "unacked_restore_throttle": 1,
-        },
-        "broker_connection_retry_on_startup": True,
-        "worker_send_task_events": False,
-    }
-
-
-def make_celery(settings: Settings, *, include_tasks: bool) -> Celery:
-    app = Celery("vidnav", include=["workers.tasks"] if include_tasks else [])
-    app.conf.update(celery_config(settings))
-    return app
-
-
-celery_app = make_celery(get_settings(), include_tasks=True)
+celery_app = make_celery(settings, include=("workers.tasks",))
 app = celery_app
 
 
 @worker_init.connect
 def _check_broker(**_: Any) -> None:
-    if not get_settings().redis_url:
+    if not settings.redis_url:
         raise RuntimeError("a vidnav worker needs VIDNAV_REDIS_URL (the Celery broker)")
 
 
-_keeper: Any = None
+_keeper: VisibilityKeeper | None = None
 
 
 @worker_ready.connect
 def _start_visibility_keeper(**_: Any) -> None:
     global _keeper
-    from workers.visibility import VisibilityKeeper
-
-    settings = get_settings()
+    # Work a worker runs beside its tasks starts here (the reconciler of lost work, too).
     if settings.redis_url:
         _keeper = VisibilityKeeper(settings.redis_url, settings.celery_visibility_timeout_s)
         _keeper.start()

@@ -1,10 +1,12 @@
-"""The worker process's one ``Runtime``, built on first use (after any fork)."""
+"""The worker process's one ``Runtime``, built on first use (after any fork) by the
+composition root from the settings the worker app was started with."""
 
 from __future__ import annotations
 
 import threading
 
-from app.services.runtime import Runtime, build_runtime
+from app.bootstrap import build_runtime
+from app.services.runtime import Runtime
 from app.settings import get_settings
 
 _runtime: Runtime | None = None

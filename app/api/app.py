@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -16,9 +15,12 @@ from app.api.fastpath import JobReadFastPath
 from app.api.middleware import RequestMetricsMiddleware
 from app.api.routers import jobs, system, videos
 from app.db.repositories import AsyncJobReader
+from app.errors import exit_with
 from app.services.auth import Authenticator
 from app.services.metrics import HttpMetrics, JobMetricsCollector
 from app.services.ratelimit import RateLimiter, UploadReservations
+from app.services.runtime import Runtime
+from app.settings import Settings, SettingsError, get_settings
 
 API_VERSION = "1.0.0"
 DESCRIPTION = """Ask questions about long videos. Upload a video, post questions, and follow
@@ -51,18 +53,30 @@ def startup_objects_frozen(enabled: bool) -> Iterator[None]:
         gc.unfreeze()
 
 
+def environment_settings() -> Settings:
+    """The environment's settings for an app served without a runtime; bad ones end the
+    process with one ``error [invalid_setting] ...`` line and exit code 2, as the CLI does
+    (this is the ASGI factory's entry point: ``uvicorn --factory app.api.app:create_app``)."""
+    try:
+        return get_settings()
+    except SettingsError as exc:
+        exit_with(exc)
+
+
 def create_app(
-    runtime: Any | None = None, *, sse_heartbeat_s: float = 15.0, sse_poll_s: float = 1.0,
+    runtime: Runtime | None = None, *, sse_heartbeat_s: float = 15.0, sse_poll_s: float = 1.0,
     auth_cache_ttl_s: float = 5.0, job_read_fast_path: bool = True,
 ) -> FastAPI:
     """The API app. Without ``runtime``, the lifespan builds one from the environment's
-    settings (and closes it on shutdown); a given runtime stays the caller's to close.
-    ``job_read_fast_path=False`` serves ``GET /v1/jobs/{id}`` through FastAPI's router only
-    (see ``app.api.fastpath``; tests compare the two)."""
+    settings (read now, so bad ones stop the process before it serves) and closes it on
+    shutdown; a given runtime stays the caller's to close. ``job_read_fast_path=False``
+    serves ``GET /v1/jobs/{id}`` through FastAPI's router only (see ``app.api.fastpath``;
+    tests compare the two)."""
     registry = CollectorRegistry()
     http_metrics = HttpMetrics(registry)
+    settings = runtime.settings if runtime is not None else environment_settings()
 
-    def attach(app: FastAPI, rt: Any) -> None:
+    def attach(app: FastAPI, rt: Runtime) -> None:
         registry.register(JobMetricsCollector(rt.session_factory))
         url = rt.settings.database_url
         reader = (AsyncJobReader(url, cache=rt.settings.job_read_cache)
@@ -72,7 +86,7 @@ def create_app(
             runtime=rt, authenticator=Authenticator(rt.session_factory, ttl_s=auth_cache_ttl_s),
             limiter=RateLimiter(rt.redis, url=rt.settings.redis_url),
             uploads=UploadReservations(rt.redis),
-            sse_heartbeat_s=sse_heartbeat_s, sse_poll_s=sse_poll_s, extra={"registry": registry},
+            sse_heartbeat_s=sse_heartbeat_s, sse_poll_s=sse_poll_s, registry=registry,
         )
 
     async def close_loop_resources(app: FastAPI) -> None:
@@ -90,17 +104,15 @@ def create_app(
             finally:
                 await close_loop_resources(app)
             return
-        from app.services.runtime import build_runtime
-        from app.settings import get_settings
+        from app.bootstrap import open_runtime
 
-        built = build_runtime(get_settings())
-        attach(app, built)
-        try:
-            with startup_objects_frozen(built.settings.gc_freeze):
-                yield
-        finally:
-            await close_loop_resources(app)
-            built.close()
+        with open_runtime(settings) as built:
+            attach(app, built)
+            try:
+                with startup_objects_frozen(settings.gc_freeze):
+                    yield
+            finally:
+                await close_loop_resources(app)
 
     app = FastAPI(title="vidnav", version=API_VERSION, description=DESCRIPTION,
                   lifespan=lifespan, openapi_tags=[

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request, Security
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session
 
 from app.db.repositories import AsyncJobReader
 from app.services.auth import Authenticator, TenantContext, parse_bearer
 from app.services.ratelimit import RateLimited, RateLimiter, UploadReservations
+from app.services.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -27,14 +29,14 @@ bearer_scheme = HTTPBearer(auto_error=False, description="A tenant API key: `Bea
 class ApiState:
     """What the routes need beyond the runtime, built once per app."""
 
-    runtime: Any
+    runtime: Runtime
     authenticator: Authenticator
     limiter: RateLimiter
     uploads: UploadReservations
     sse_heartbeat_s: float
     sse_poll_s: float
+    registry: CollectorRegistry  # what /metrics exposes
     job_reader: AsyncJobReader | None = None  # Postgres only; else reads go to a thread
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def api_state(request: Request) -> ApiState:

@@ -8,7 +8,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
-from app.db.models import Job, Subtitle, TraceStep, Video, WebhookDelivery
+from app.db.models import (
+    Job,
+    JobStatus,
+    Subtitle,
+    TraceStep,
+    Video,
+    VideoStatus,
+    WebhookDelivery,
+)
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -25,8 +33,6 @@ def _no_nul(value: str) -> str:
         raise ValueError("text must not contain NUL characters")
     return value
 
-JobStatus = Literal["queued", "running", "succeeded", "no_answer", "failed", "cancelled"]
-VideoStatus = Literal["uploaded", "ingesting", "captioning", "ready", "failed"]
 
 
 class ErrorInfo(BaseModel):

@@ -20,8 +20,9 @@ from typing import Any
 from anyio import to_thread
 
 from app.api.schemas import JobPublic, TraceRoundPublic
-from app.db.models import Job, TraceStep
+from app.db.models import FINISHED_JOB_STATUSES, Job, TraceStep
 from app.services import jobs
+from app.services.runtime import Runtime
 
 
 def format_event(event: str, data: dict[str, Any], event_id: int | None = None) -> str:
@@ -30,7 +31,7 @@ def format_event(event: str, data: dict[str, Any], event_id: int | None = None) 
 
 
 async def job_events(
-    runtime: Any, tenant_id: uuid.UUID, job_id: uuid.UUID, *, after: int = -1,
+    runtime: Runtime, tenant_id: uuid.UUID, job_id: uuid.UUID, *, after: int = -1,
     heartbeat_s: float = 15.0, poll_s: float = 1.0,
 ) -> AsyncIterator[str]:
     """The SSE text of a job's rounds with index > ``after``, then its ``result`` event."""
@@ -65,7 +66,7 @@ async def job_events(
                 yield format_event("error", {"error": {
                     "code": "job_not_found", "message": "the job was deleted", "details": {}}})
                 return
-            if job.status in jobs.TERMINAL_STATUSES:
+            if job.status in FINISHED_JOB_STATUSES:
                 yield format_event("result", JobPublic.of(job).model_dump(mode="json"))
                 return
             try:

@@ -20,13 +20,14 @@ from app.core.ports import (
     CaptionResult,
     CaptionSource,
     Message,
+    ModelUsage,
     NavigationState,
     NodeId,
     Policy,
     VideoQA,
 )
 from app.core.protocol import ParsedReply, ToolCall, ToolCallError
-from app.core.trace import HighCaption, Outcome, Trace, TraceRound, Usage
+from app.core.trace import HighCaption, Outcome, Trace, TraceRound
 from app.core.tree import HIGH, VideoGeometry, node_key
 from app.errors import InvalidInput
 
@@ -180,7 +181,7 @@ class _Navigation:
                     span_end=span[1],
                     caption=result.caption,
                     cached=result.cached,
-                    usage=None if result.cached else Usage.of(result.usage),
+                    usage=None if result.cached else result.usage,
                     wall_seconds=wall,
                 )
             )
@@ -253,7 +254,7 @@ class _Navigation:
             tool=parsed.tool,
             answer=parsed.answer,
             last_round=last,
-            policy_usage=Usage.of(reply.usage) or Usage(),
+            policy_usage=reply.usage or ModelUsage(),
             policy_wall_seconds=policy_wall,
             started_offset_s=started - self.started,
         )
@@ -336,7 +337,8 @@ class _Navigation:
                 self.round_captions_generated += 1
         start, end = self._remember(node, result)
         rnd.caption_cached = cached
-        rnd.tool_usage = None if cached else Usage.of(result.usage)
+        rnd.tool_usage = None if cached else result.usage
+        rnd.tool_output = result.caption
         rnd.tool_wall_seconds = wall
         return protocol.caption_observation(node, start, end, result.caption)
 
@@ -353,7 +355,8 @@ class _Navigation:
         started = self.clock()
         result = await self.video_qa.ask(call.node, query)
         rnd.tool_wall_seconds = self.clock() - started
-        rnd.tool_usage = Usage.of(result.usage)
+        rnd.tool_usage = result.usage
+        rnd.tool_output = result.answer
         self.video_qa_calls += 1
         self.state.video_qa_answers.append((call.node, query, result.answer))
         return protocol.video_qa_observation(result.answer)

@@ -6,7 +6,7 @@ Adapters: ``app.models`` (OpenAI-compatible HTTP clients, CPU models) and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol
 
 NodeId = tuple[int, ...]
@@ -27,12 +27,29 @@ class SubtitleLine:
 
 @dataclass(frozen=True, slots=True)
 class ModelUsage:
-    """What one model call cost: seconds around the HTTP call only, and tokens if reported."""
+    """What one model call cost: seconds around the HTTP call only, and tokens if reported.
+
+    Traces record it as ``{"seconds", "prompt_tokens", "completion_tokens", "model"}``."""
 
     seconds: float = 0.0
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     model: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seconds": self.seconds,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "model": self.model,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> ModelUsage | None:
+        if data is None:
+            return None
+        names = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names})
 
 
 @dataclass(frozen=True, slots=True)

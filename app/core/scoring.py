@@ -11,17 +11,11 @@ never exceeds 1.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from app.errors import InvalidInput
-
-if TYPE_CHECKING:  # trace.py uses the interval helpers below at runtime
-    from app.core.trace import Trace
-
-Interval = tuple[float, float]
+from app.core.intervals import Interval, merge_intervals, overlap_length, total_length
+from app.core.trace import Trace, TraceRound
 
 ANSWER_WEIGHT = 1.0
 F1_WEIGHT = 1.0
@@ -29,54 +23,15 @@ REPEAT_WEIGHT = -0.2
 CLUE_MERGE_GAP_S = 5.0
 
 
-class InvalidInterval(InvalidInput):
-    """A time interval that is not two finite seconds with start <= end."""
-
-    code = "invalid_interval"
-
-
-def _checked(intervals: Sequence[Sequence[float]]) -> list[Interval]:
-    checked: list[Interval] = []
-    for interval in intervals:
-        try:
-            start, end = (float(value) for value in interval)
-        except (TypeError, ValueError):
-            raise InvalidInterval(f"an interval is (start, end), got {interval!r}") from None
-        if not (math.isfinite(start) and math.isfinite(end)) or end < start:
-            raise InvalidInterval(f"an interval needs finite start <= end, got {interval!r}")
-        checked.append((start, end))
-    return checked
+def merge_clues(clues: Sequence[Sequence[float]], gap: float = CLUE_MERGE_GAP_S
+                ) -> list[Interval]:
+    """Clue intervals as the reward counts them: merged when at most ``gap`` seconds apart."""
+    return merge_intervals(clues, gap=gap)
 
 
 def answer_matches(predicted: str | None, truth: str) -> bool:
     """Exact match after stripping whitespace; no answer never matches."""
     return predicted is not None and predicted.strip() == truth.strip()
-
-
-def merge_intervals(
-    intervals: Sequence[Sequence[float]], gap: float = CLUE_MERGE_GAP_S
-) -> list[Interval]:
-    """Sort and merge intervals that overlap or are at most ``gap`` seconds apart."""
-    merged: list[Interval] = []
-    for start, end in sorted(_checked(intervals)):
-        if merged and start - merged[-1][1] <= gap:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return merged
-
-
-def total_length(intervals: Sequence[Interval]) -> float:
-    return sum(end - start for start, end in intervals)
-
-
-def overlap_length(a: Sequence[Interval], b: Sequence[Interval]) -> float:
-    """Length of the intersection of two sets of disjoint intervals."""
-    total = 0.0
-    for a_start, a_end in a:
-        for b_start, b_end in b:
-            total += max(0.0, min(a_end, b_end) - max(a_start, b_start))
-    return total
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +47,7 @@ def localization(
 ) -> Localization:
     """Coverage, precision and their F1 of visited ranges against clue intervals."""
     visited_union = merge_intervals(visited, gap=0.0)
-    clue_union = merge_intervals(clues, gap=gap)
+    clue_union = merge_clues(clues, gap=gap)
     overlap = overlap_length(visited_union, clue_union)
     clue_len = total_length(clue_union)
     visited_len = total_length(visited_union)
@@ -133,11 +88,22 @@ def score(
     return Score(answer, loc.coverage, loc.precision, loc.f1, repeat, total)
 
 
-def score_trace(trace: Trace, truth: str, clues: Sequence[Sequence[float]]) -> Score:
-    """Score a finished navigation: every parsed get_caption call counts, served or not."""
-    visited = [
+def visited_calls(rounds: Iterable[TraceRound]) -> list[tuple[str | None, Interval]]:
+    """(node key, time range) of every parsed get_caption call, served or not: what the
+    localization F1 and the repeat penalty are computed from."""
+    return [
         (rnd.node_key, (rnd.start, rnd.end))
-        for rnd in trace.rounds
+        for rnd in rounds
         if rnd.kind == "get_caption" and rnd.start is not None and rnd.end is not None
     ]
-    return score(predicted=trace.answer, truth=truth, visited=visited, clues=clues)
+
+
+def score_rounds(answer: str | None, rounds: Iterable[TraceRound], truth: str,
+                 clues: Sequence[Sequence[float]]) -> Score:
+    """Score a navigation from its answer and rounds (as a job's trace steps hold them)."""
+    return score(predicted=answer, truth=truth, visited=visited_calls(rounds), clues=clues)
+
+
+def score_trace(trace: Trace, truth: str, clues: Sequence[Sequence[float]]) -> Score:
+    """Score a finished navigation: every parsed get_caption call counts, served or not."""
+    return score_rounds(trace.answer, trace.rounds, truth, clues)

@@ -24,10 +24,11 @@ Plain dataclasses; ``to_dict()`` gives JSON-ready data with stable snake_case na
     violation code or None) and ``violation_detail``, ``last_round`` (the last-round notice
     preceded this call), ``policy_usage``, ``policy_wall_seconds``, ``tool_usage``,
     ``tool_wall_seconds``, ``wall_seconds`` (the whole round), ``started_offset_s`` (since the
-    start of navigation), ``error`` (set on the round a model failure interrupted).
-``Usage``
-    ``seconds`` (around the model call only), ``prompt_tokens``, ``completion_tokens``,
-    ``model``.
+    start of navigation), ``error`` (set on the round a model failure interrupted),
+    ``tool_output`` (the caption or video_qa answer as the tool returned it, before the
+    protocol wrapped it into ``observation``).
+Usages are ``ModelUsage`` (``app.core.ports``): ``seconds`` (around the model call only),
+    ``prompt_tokens``, ``completion_tokens``, ``model``.
 ``TraceSummary``
     ``rounds``, ``tool_calls`` (``get_caption_medium``, ``get_caption_low``, ``video_qa``,
     ``invalid``: what the policy asked for, served or not), ``violations``,
@@ -43,8 +44,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
+from app.core.intervals import merge_intervals, total_length
 from app.core.ports import ModelUsage
-from app.core.scoring import merge_intervals, total_length
 from app.errors import InvalidInput
 
 RoundKind = Literal["answer", "get_caption", "video_qa", "invalid"]
@@ -61,34 +62,6 @@ def _pick(cls: type[_T], data: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(slots=True)
-class Usage:
-    """Cost of one model call."""
-
-    seconds: float = 0.0
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    model: str | None = None
-
-    @classmethod
-    def of(cls, usage: ModelUsage | None) -> Usage | None:
-        if usage is None:
-            return None
-        return cls(usage.seconds, usage.prompt_tokens, usage.completion_tokens, usage.model)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "seconds": self.seconds,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "model": self.model,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Usage | None:
-        return None if data is None else cls(**_pick(cls, data))
-
-
-@dataclass(slots=True)
 class HighCaption:
     """One top-level caption handed to the policy in the first message."""
 
@@ -100,7 +73,7 @@ class HighCaption:
     span_end: float
     caption: str
     cached: bool
-    usage: Usage | None = None
+    usage: ModelUsage | None = None
     wall_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,7 +94,7 @@ class HighCaption:
     def from_dict(cls, data: dict[str, Any]) -> HighCaption:
         values = _pick(cls, data)
         values["node"] = list(values["node"])
-        values["usage"] = Usage.from_dict(values.get("usage"))
+        values["usage"] = ModelUsage.from_dict(values.get("usage"))
         return cls(**values)
 
 
@@ -146,13 +119,14 @@ class TraceRound:
     violation: str | None = None
     violation_detail: str | None = None
     last_round: bool = False
-    policy_usage: Usage = field(default_factory=Usage)
+    policy_usage: ModelUsage = field(default_factory=ModelUsage)
     policy_wall_seconds: float = 0.0
-    tool_usage: Usage | None = None
+    tool_usage: ModelUsage | None = None
     tool_wall_seconds: float | None = None
     wall_seconds: float = 0.0
     started_offset_s: float = 0.0
     error: str | None = None
+    tool_output: str | None = None
 
     @property
     def served(self) -> bool:
@@ -163,7 +137,7 @@ class TraceRound:
         data: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, Usage):
+            if isinstance(value, ModelUsage):
                 value = value.to_dict()
             elif isinstance(value, list):
                 value = list(value)
@@ -173,8 +147,8 @@ class TraceRound:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TraceRound:
         values = _pick(cls, data)
-        values["policy_usage"] = Usage.from_dict(values.get("policy_usage")) or Usage()
-        values["tool_usage"] = Usage.from_dict(values.get("tool_usage"))
+        values["policy_usage"] = ModelUsage.from_dict(values.get("policy_usage")) or ModelUsage()
+        values["tool_usage"] = ModelUsage.from_dict(values.get("tool_usage"))
         if values.get("node") is not None:
             values["node"] = list(values["node"])
         return cls(**values)
@@ -190,7 +164,7 @@ class RoleStats:
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
-    def add(self, usage: Usage | None, wall_seconds: float | None, *, call: bool) -> None:
+    def add(self, usage: ModelUsage | None, wall_seconds: float | None, *, call: bool) -> None:
         if call:
             self.calls += 1
         if usage is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     BigInteger,
@@ -20,6 +20,15 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db.base import Base, JSONType, utcnow
+
+# The states a video and a job go through; their ``status`` columns hold one of these.
+VideoStatus = Literal["uploaded", "ingesting", "captioning", "ready", "failed"]
+JobStatus = Literal["queued", "running", "succeeded", "no_answer", "failed", "cancelled"]
+VIDEO_STATUSES: tuple[VideoStatus, ...] = get_args(VideoStatus)
+JOB_STATUSES: tuple[JobStatus, ...] = get_args(JobStatus)
+# A job in one of these is over: nothing runs it any more and it cannot be cancelled.
+FINISHED_JOB_STATUSES: frozenset[JobStatus] = frozenset(
+    {"succeeded", "no_answer", "failed", "cancelled"})
 
 
 def new_id() -> uuid.UUID:

@@ -29,6 +29,10 @@ class EventBus(Protocol):
         """Subscribe before reading persisted rounds, so nothing falls in between."""
         ...
 
+    def close(self) -> None:
+        """Release the bus's connections (the runtime closes it)."""
+        ...
+
 
 class _Subscription:
     """An async iterator over one job's events, fed through a queue (so waiting is cancel-safe)."""

@@ -16,14 +16,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
-from app.db.models import Job, TraceStep, Video, WebhookDelivery
+from app.db.models import (
+    FINISHED_JOB_STATUSES,
+    JOB_STATUSES,
+    Job,
+    TraceStep,
+    Video,
+    WebhookDelivery,
+)
 from app.errors import Conflict, InvalidInput, NotFound
 from app.services import webhooks
 from app.services.videos import get_video
 from app.settings import Settings
-
-JOB_STATUSES = ("queued", "running", "succeeded", "no_answer", "failed", "cancelled")
-TERMINAL_STATUSES = frozenset({"succeeded", "no_answer", "failed", "cancelled"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,7 +183,7 @@ def cancel_job(session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Job
     )
     if job is None:
         raise NotFound("no such job", code="job_not_found", details={"job_id": str(job_id)})
-    if job.status in TERMINAL_STATUSES:
+    if job.status in FINISHED_JOB_STATUSES:
         raise Conflict(f"the job has already finished ({job.status})", code="job_finished",
                        details={"status": job.status})
     job.cancel_requested = True

@@ -17,14 +17,14 @@ from typing import Any
 
 import httpx
 from sqlalchemy import delete, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
 
 from app.core.navigator import Budgets, navigate
 from app.core.trace import Trace, TraceRound
 from app.db.base import utcnow
-from app.db.models import Job, TraceStep, Video
+from app.db.models import FINISHED_JOB_STATUSES, Job, JobStatus, TraceStep, Video
 from app.db.session import session_scope
+from app.db.upsert import insert_or_skip
 from app.errors import InvalidInput, ModelError, VidnavError
 from app.services.captions import CaptionerFailed, CaptionService, LeafVideoQA, load_video_context
 from app.services.queue import RetryLater
@@ -32,8 +32,8 @@ from app.services.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
-FINISHED = ("succeeded", "no_answer", "failed", "cancelled")
-_OUTCOME_STATUS = {"answered": "succeeded", "no_answer": "no_answer", "cancelled": "cancelled"}
+_OUTCOME_STATUS: dict[str, JobStatus] = {
+    "answered": "succeeded", "no_answer": "no_answer", "cancelled": "cancelled"}
 
 
 class Superseded(Exception):  # noqa: N818 - control flow, never shown to a user
@@ -98,7 +98,7 @@ def _begin(runtime: Runtime, job_id: uuid.UUID) -> _Start | None:
         if job is None:
             logger.info("navigate task for missing job %s dropped", job_id)
             return None
-        if job.status in FINISHED:
+        if job.status in FINISHED_JOB_STATUSES:
             return None
         if job.cancel_requested:
             job.status, job.finished_at = "cancelled", utcnow()
@@ -176,14 +176,13 @@ def _save_round(runtime: Runtime, job_id: uuid.UUID, attempt: int, rnd: TraceRou
         ).rowcount  # type: ignore[attr-defined]
         if not updated:
             raise Superseded(str(job_id))
-        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        session.execute(
-            insert(TraceStep).values(
-                id=uuid.uuid4(), job_id=job_id, round_index=rnd.index, kind=rnd.kind,
-                node_key=rnd.node_key, start_s=rnd.start, end_s=rnd.end, payload=rnd.to_dict(),
-                created_at=utcnow(),
-            ).on_conflict_do_nothing(index_elements=["job_id", "round_index"])
-        )
+        insert = insert_or_skip(TraceStep, session.get_bind().dialect.name,
+                                ("job_id", "round_index"))
+        session.execute(insert.values(
+            id=uuid.uuid4(), job_id=job_id, round_index=rnd.index, kind=rnd.kind,
+            node_key=rnd.node_key, start_s=rnd.start, end_s=rnd.end, payload=rnd.to_dict(),
+            created_at=utcnow(),
+        ))
 
 
 def _cancel_requested(runtime: Runtime, job_id: uuid.UUID, attempt: int) -> bool:
@@ -204,7 +203,7 @@ def _finish(runtime: Runtime, job_id: uuid.UUID, attempt: int, trace: Trace | No
     delivery_id = None
     with session_scope(runtime.session_factory) as session:
         job = session.get(Job, job_id, with_for_update=True)
-        if job is None or job.attempts != attempt or job.status in FINISHED:
+        if job is None or job.attempts != attempt or job.status in FINISHED_JOB_STATUSES:
             return
         job.status = status
         job.finished_at = utcnow()
@@ -226,7 +225,7 @@ def _finish(runtime: Runtime, job_id: uuid.UUID, attempt: int, trace: Trace | No
         runtime.queue.enqueue_webhook(delivery_id)
 
 
-def _create_delivery(session: Any, job: Job) -> uuid.UUID | None:
+def _create_delivery(session: Session, job: Job) -> uuid.UUID | None:
     from app.services import webhooks
 
     delivery = webhooks.create_delivery(session, job)

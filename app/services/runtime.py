@@ -1,9 +1,8 @@
-"""The long-lived resources of one process, built once and handed to every service call.
+"""What every service call receives: the long-lived resources of one process (``Runtime``).
 
-``build_runtime`` is called by the FastAPI lifespan, by each Celery worker process (the
-``worker_process_init`` signal) and by the CLI. With ``VIDNAV_DATABASE_URL`` /
-``VIDNAV_REDIS_URL`` set it wires the full stack (Postgres, Celery queue, Redis cache and
-events); without them the embedded default (SQLite, in-process queue, cache and events).
+A runtime is built once per process by the composition root, ``app.bootstrap``, from the
+settings alone: by the FastAPI lifespan, by each Celery worker process and by the CLI.
+This module only says what a runtime holds; which adapters fill it is decided there.
 
 Model clients are asynchronous and bound to one event loop, so the runtime owns one
 background loop (``run``): synchronous callers (Celery tasks, the inline queue's threads)
@@ -17,6 +16,7 @@ import contextlib
 import threading
 from collections.abc import Coroutine
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
@@ -24,8 +24,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.tree import TreeConfig
-from app.db.session import make_engine, make_session_factory
-from app.services.cache import CaptionCache, MemoryCaptionCache, RedisCaptionCache
+from app.models.factory import LazyModels
+from app.services.cache import CaptionCache
 from app.services.events import EventBus
 from app.services.queue import TaskQueue
 from app.settings import Settings
@@ -33,7 +33,6 @@ from app.settings import Settings
 if TYPE_CHECKING:
     from app.core.ports import Policy
     from app.models.base import Captioner, FrameQA
-    from app.models.factory import ModelRoles
 
 T = TypeVar("T")
 
@@ -65,68 +64,59 @@ class BackgroundLoop:
         return self.submit(coro).result(timeout)
 
     def stop(self) -> None:
+        """Cancel what still runs on the loop (work nobody waits for any more, such as a
+        caption another caller abandoned), then stop and close it."""
         if self.loop.is_closed():
             return
+        if self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self.submit(_cancel_pending()).result(timeout=10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
         if not self._thread.is_alive():
             self.loop.close()
 
 
+async def _cancel_pending() -> None:
+    current = asyncio.current_task()
+    pending = [task for task in asyncio.all_tasks() if task is not current]
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Runtime:
-    """Settings, database, Redis, queue, events, caption cache and models of one process."""
+    """Settings, database, Redis, queue, events, caption cache and models of one process.
 
-    def __init__(
-        self, *, settings: Settings, engine: Engine, session_factory: sessionmaker[Session],
-        redis: redis.Redis | None, queue: TaskQueue | None, events: EventBus,
-        caption_cache: CaptionCache, models: ModelRoles | None = None,
-    ) -> None:
-        self.settings = settings
-        self.engine = engine
-        self.session_factory = session_factory
-        self.redis = redis
-        self.events = events
-        self.caption_cache = caption_cache
-        self._queue = queue
-        self._models = models
-        self._models_lock = threading.Lock()
-        self.background = BackgroundLoop()
-        self.tree_config = tree_config(settings)
-        self._closed = False
+    Immutable: what a process runs with is decided once, by ``app.bootstrap``. The model
+    roles are built on first use (an API process of the full stack never calls a model).
+    """
 
-    @property
-    def queue(self) -> TaskQueue:
-        if self._queue is None:
-            raise RuntimeError("this runtime was built without a task queue")
-        return self._queue
-
-    @queue.setter
-    def queue(self, value: TaskQueue) -> None:
-        self._queue = value
-
-    @property
-    def models(self) -> ModelRoles:
-        """The model roles, built on first use: an API process of the full stack never
-        calls a model, so it never pays for building them."""
-        if self._models is None:
-            with self._models_lock:
-                if self._models is None:
-                    from app.models.factory import build_models
-
-                    self._models = build_models(self.settings)
-        return self._models
+    settings: Settings
+    tree_config: TreeConfig
+    engine: Engine
+    session_factory: sessionmaker[Session]
+    redis: redis.Redis | None
+    queue: TaskQueue
+    events: EventBus
+    caption_cache: CaptionCache
+    models: LazyModels
+    background: BackgroundLoop
+    _closed: threading.Event = field(default_factory=threading.Event, init=False, repr=False,
+                                     compare=False)
 
     @property
     def policy(self) -> Policy:
-        return self.models.policy
+        return self.models.get().policy
 
     @property
     def captioner(self) -> Captioner:
-        return self.models.captioner
+        return self.models.get().captioner
 
     @property
     def frame_qa(self) -> FrameQA:
-        return self.models.frame_qa
+        return self.models.get().frame_qa
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run a coroutine on this runtime's loop from synchronous code and return its result."""
@@ -134,22 +124,17 @@ class Runtime:
 
     def close(self) -> None:
         """Release everything this runtime opened; safe to call twice."""
-        if self._closed:
+        if self._closed.is_set():
             return
-        self._closed = True
-        close_queue = getattr(self._queue, "close", None)
-        if close_queue is not None:
-            close_queue()
+        self._closed.set()
+        self.queue.close()
         # Closing must not hide the error that brought the process down.
-        if self._models is not None:
-            with contextlib.suppress(Exception):
-                self.background.run(self._models.aclose(), timeout=10)
+        with contextlib.suppress(Exception):
+            self.background.run(self.models.aclose(), timeout=10)
         with contextlib.suppress(Exception):
             self.background.run(self.caption_cache.aclose(), timeout=10)
         self.background.stop()
-        close_events = getattr(self.events, "close", None)
-        if close_events is not None:
-            close_events()
+        self.events.close()
         if self.redis is not None:
             self.redis.close()
         self.engine.dispose()
@@ -165,43 +150,3 @@ def tree_config(settings: Settings) -> TreeConfig:
         high_caption_words=settings.high_caption_words,
         low_caption_words=settings.low_caption_words,
     )
-
-
-def build_runtime(
-    settings: Settings, *, models: ModelRoles | None = None, queue: TaskQueue | None = None,
-    events: EventBus | None = None,
-) -> Runtime:
-    """Wire the full stack or the embedded default from ``settings`` (see module doc)."""
-    engine = make_engine(settings)
-    session_factory = make_session_factory(engine)
-    client: redis.Redis | None = None
-    cache: CaptionCache
-    if settings.redis_url:
-        client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
-        cache = RedisCaptionCache(settings.redis_url)
-    else:
-        cache = MemoryCaptionCache()
-    runtime = Runtime(
-        settings=settings, engine=engine, session_factory=session_factory, redis=client,
-        queue=queue, events=events if events is not None else _build_events(settings, client),
-        caption_cache=cache, models=models,
-    )
-    if queue is None:
-        if settings.redis_url:
-            # The composition root may name the worker package; services never do.
-            from workers.queue import CeleryQueue
-
-            runtime.queue = CeleryQueue(settings)
-        else:
-            from app.services.queue import InlineQueue
-
-            runtime.queue = InlineQueue(runtime)
-    return runtime
-
-
-def _build_events(settings: Settings, client: redis.Redis | None) -> EventBus:
-    from app.services import events
-
-    if client is not None and settings.redis_url:
-        return events.RedisEventBus(settings.redis_url)
-    return events.InProcessEventBus()

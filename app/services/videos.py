@@ -28,9 +28,8 @@ from streaming_form_data.targets import BaseTarget, ValueTarget
 from app.core.tree import TreeConfig, VideoGeometry, node_key
 from app.db.models import CaptionNode, Job, Subtitle, Video
 from app.errors import InvalidInput, NotFound, VidnavError
-from app.settings import CaptionMode, Settings
+from app.settings import CAPTION_MODES, CaptionMode, Settings
 
-CAPTION_MODES: tuple[CaptionMode, ...] = ("eager", "online", "lazy")
 PARSE_BATCH_BYTES = 1 << 20  # hand the parser ~1 MiB at a time: few thread hops, little memory
 _SAFE_EXT = re.compile(r"^\.[a-z0-9]{1,8}$")
 

@@ -114,9 +114,11 @@ def test_a_remote_captioner_beside_the_cpu_policy_and_video_qa(
 ) -> None:
     """Per-role mixing: captions from an OpenAI-compatible server (the scripted one,
     which writes prose with the subtitles it is given), the CPU navigator and video_qa."""
-    from app import cli
-    from app.models.cpu import CPUFrameQA, RetrievalPolicy
+    from app.bootstrap import open_runtime
+    from app.models.cpu.policy import RetrievalPolicy
+    from app.models.cpu.video_qa import CPUFrameQA
     from app.models.openai_vision import OpenAICaptioner
+    from app.services import local_questions as local
     from app.settings import Settings
 
     settings = Settings(data_dir=tmp_path, captioner_base_url=scripted_server.base_url,
@@ -125,17 +127,12 @@ def test_a_remote_captioner_beside_the_cpu_policy_and_video_qa(
                         caption_mode="online", transcribe=None)
     assert settings.should_transcribe  # the CPU video_qa reads speech from the transcript
     narrated = fetch_video("narrated")
-    with cli.runtime_for(settings) as runtime:
+    with open_runtime(settings) as runtime:
         assert isinstance(runtime.captioner, OpenAICaptioner)
         assert isinstance(runtime.policy, RetrievalPolicy)
         assert isinstance(runtime.frame_qa, CPUFrameQA)
-        tenant = cli.local_tenant_id(runtime)
-        video_id = cli.register_local_video(runtime, tenant, narrated)
-        cli.prepare_video(runtime, video_id, show=False)
-        job_id, _seconds = cli.run_question(
-            runtime, tenant, video_id, "How long does it take to get a license?",
-            ["About an hour", "A week", "A minute", "A day"], None, show=False)
-        result = cli.collect_result(runtime, video_id, job_id, {})
+        result = local.ask_local(runtime, narrated, "How long does it take to get a license?",
+                                 ["About an hour", "A week", "A minute", "A day"], None)
     assert result.status == "succeeded" and result.answer == "C", result.trace
     assert scripted_server.calls(role="captioner") >= 6  # 4 high ahead, then on demand
     assert scripted_server.calls(role="video_qa") == 0 and scripted_server.calls(role="policy") == 0

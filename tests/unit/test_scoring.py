@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.core.intervals import InvalidInterval
 from app.core.scoring import (
-    InvalidInterval,
     answer_matches,
     localization,
-    merge_intervals,
+    merge_clues,
     repeat_penalty,
     score,
     score_trace,
@@ -28,11 +28,11 @@ def test_answer_is_an_exact_match_after_strip() -> None:
 
 
 def test_clues_closer_than_five_seconds_merge() -> None:
-    assert merge_intervals([(20, 30), (0, 10), (16, 17)]) == [(0.0, 10.0), (16.0, 30.0)]
-    assert merge_intervals([(0, 10), (15, 16)]) == [(0.0, 16.0)]  # a gap of exactly 5 s
-    assert merge_intervals([(0, 10), (15.5, 16)]) == [(0.0, 10.0), (15.5, 16.0)]
-    assert merge_intervals([(0, 100), (10, 20), (104, 110)]) == [(0.0, 110.0)]
-    assert merge_intervals([]) == []
+    assert merge_clues([(20, 30), (0, 10), (16, 17)]) == [(0.0, 10.0), (16.0, 30.0)]
+    assert merge_clues([(0, 10), (15, 16)]) == [(0.0, 16.0)]  # a gap of exactly 5 s
+    assert merge_clues([(0, 10), (15.5, 16)]) == [(0.0, 10.0), (15.5, 16.0)]
+    assert merge_clues([(0, 100), (10, 20), (104, 110)]) == [(0.0, 110.0)]
+    assert merge_clues([]) == []
 
 
 def test_localization_against_clues() -> None:
@@ -116,5 +116,5 @@ def test_localization_figures_stay_between_zero_and_one(
     for value in (loc.coverage, loc.precision, loc.f1):
         assert 0.0 <= value <= 1.0 + 1e-9
     assert loc.f1 <= max(loc.coverage, loc.precision) + 1e-9
-    merged = merge_intervals(clues)
+    merged = merge_clues(clues)
     assert all(b[0] - a[1] > 5.0 for a, b in zip(merged, merged[1:], strict=False))

@@ -22,13 +22,13 @@ from app.api.errors import error_responses
 from app.api.schemas import (
     JobList,
     JobPublic,
-    JobStatus,
     TracePublic,
     TraceRoundPublic,
     WebhookDeliveryList,
     WebhookDeliveryPublic,
 )
 from app.api.sse import job_events
+from app.db.models import JobStatus
 from app.errors import NotFound
 from app.services import jobs
 

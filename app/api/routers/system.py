@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from app.api.deps import State
 from app.api.schemas import CheckResult, Health, Readiness
+from app.services.runtime import Runtime
 
 router = APIRouter(tags=["operations"])
 
@@ -21,17 +22,17 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-def _check_database(runtime: object) -> CheckResult:
+def _check_database(runtime: Runtime) -> CheckResult:
     try:
-        with runtime.engine.connect() as conn:  # type: ignore[attr-defined]
+        with runtime.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         return CheckResult(ok=True)
     except Exception as exc:  # noqa: BLE001 - any failure means not ready
         return CheckResult(ok=False, detail=f"{type(exc).__name__}: {exc}"[:500])
 
 
-def _check_redis(runtime: object) -> CheckResult:
-    client = getattr(runtime, "redis", None)
+def _check_redis(runtime: Runtime) -> CheckResult:
+    client = runtime.redis
     if client is None:
         return CheckResult(ok=True, detail="not configured (in-process queue and events)")
     try:
@@ -78,5 +79,5 @@ def readyz(state: State) -> Response:
                      "description": "Prometheus text exposition format"}},
 )
 def metrics(state: State) -> Response:
-    registry = state.extra["registry"]
+    registry = state.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -19,11 +19,12 @@ from app.api.schemas import (
     VideoDetail,
     VideoList,
     VideoPublic,
-    VideoStatus,
 )
+from app.db.models import VideoStatus
 from app.services import jobs, subtitles, videos
 from app.services.jobs import QuestionInput
 from app.services.videos import UploadTooLarge
+from app.settings import CAPTION_MODES
 
 router = APIRouter(prefix="/v1/videos", tags=["videos"])
 
@@ -43,7 +44,7 @@ _UPLOAD_BODY = {
                     "properties": {
                         "file": {"type": "string", "format": "binary",
                                  "description": "The video file"},
-                        "caption_mode": {"type": "string", "enum": list(videos.CAPTION_MODES),
+                        "caption_mode": {"type": "string", "enum": list(CAPTION_MODES),
                                          "description": "When to caption (default: server's)"},
                     },
                 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import time
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -20,7 +21,7 @@ import numpy as np
 from app.core.ports import ModelUsage, SubtitleLine
 from app.errors import InvalidInput
 from app.models.base import NodeFrames, VisionOutput
-from app.models.cpu.ocr import FrameReader, TextBox, get_reader
+from app.models.cpu.ocr import TextBox, TextReader, get_reader
 from app.models.cpu.text import quote, said
 from app.models.cpu.visual import describe_frames
 
@@ -29,6 +30,14 @@ MODEL_NAME = "vidnav-cpu-captioner"
 # Frames read by OCR per level (high, medium, low): enough to catch titles and slides that
 # stay up for a few seconds, few enough that a 10-minute video ingests in minutes.
 DEFAULT_OCR_FRAMES = (4, 3, 3)
+# Every caption opens with its clip's span (and says when nothing is said in it).
+CLIP_INTRO = r"This clip runs from [\d.]+s to [\d.]+s\.(?: Nothing is said in it\.)?"
+_LEADING_INTRO = re.compile(rf"^{CLIP_INTRO}\s*")
+
+
+def without_clip_intro(caption: str) -> str:
+    """A CPU caption without its opening span sentence (for a reader who sees the span)."""
+    return _LEADING_INTRO.sub("", caption)
 
 
 def package_version(name: str) -> str:
@@ -109,7 +118,7 @@ class CPUCaptioner:
     """Implements ``app.models.base.Captioner`` with packaged CPU models only."""
 
     def __init__(
-        self, *, reader: FrameReader | None = None,
+        self, *, reader: TextReader | None = None,
         ocr_frames: tuple[int, int, int] = DEFAULT_OCR_FRAMES,
         frame_counts: tuple[int, int, int] = (64, 32, 16),
     ) -> None:
@@ -118,7 +127,7 @@ class CPUCaptioner:
         self.frame_counts = frame_counts  # frames per level it is given: they decide the facts
 
     @property
-    def reader(self) -> FrameReader:
+    def reader(self) -> TextReader:
         """The OCR reader, loaded on first use."""
         if self._reader is None:
             self._reader = get_reader()

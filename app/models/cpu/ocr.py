@@ -30,7 +30,7 @@ class TextBox:
     y: float
 
 
-class FrameReader:
+class TextReader:
     """Reads the text in RGB frames; one engine per process, calls serialised."""
 
     def __init__(self, engine: Any, *, version: str, cache_size: int = _CACHE_SIZE) -> None:
@@ -92,11 +92,11 @@ def shrink(image: np.ndarray, max_side: int = OCR_MAX_SIDE) -> np.ndarray:
     return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
 
 
-_reader: FrameReader | None = None
+_reader: TextReader | None = None
 _reader_lock = threading.Lock()
 
 
-def get_reader() -> FrameReader:
+def get_reader() -> TextReader:
     """The process-wide OCR reader, built on first use from the package's model files."""
     global _reader
     if _reader is None:
@@ -106,7 +106,7 @@ def get_reader() -> FrameReader:
     return _reader
 
 
-def _load_reader() -> FrameReader:
+def _load_reader() -> TextReader:
     try:
         from importlib.metadata import version
 
@@ -119,5 +119,5 @@ def _load_reader() -> FrameReader:
         # Two cores are shared by decoding, OCR and embeddings: one thread each.
         intra_op_num_threads=1, inter_op_num_threads=1,
     )
-    return FrameReader(engine, version=f"rapidocr-onnxruntime@{version('rapidocr-onnxruntime')}"
+    return TextReader(engine, version=f"rapidocr-onnxruntime@{version('rapidocr-onnxruntime')}"
                                        f":max{OCR_MAX_SIDE}:c{MIN_CONFIDENCE}")

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from app.core.ports import Message, ModelUsage, NavigationState, NodeId, PolicyReply
+from app.models.cpu.captioner import CLIP_INTRO
 from app.models.cpu.embeddings import TextEmbedder, get_embedder
 from app.models.cpu.text import Statement, overlap, split_statements
 
 MODEL_NAME = "vidnav-cpu-retrieval"
 _OPTION = re.compile(r"\s*\(?([A-Za-z])[.):]\s*(.*)", re.DOTALL)
 _BOILERPLATE = re.compile(
-    r"This clip runs from [\d.]+s to [\d.]+s\.(?: Nothing is said in it\.)?"
-    r"|The question is not related to the video segment\."
+    rf"{CLIP_INTRO}|The question is not related to the video segment\."
 )
 SNIPPET = 110
 DEFAULT_MAX_STEPS = 12  # rounds; the navigator usually answers in 4 to 7

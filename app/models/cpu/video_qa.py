@@ -25,7 +25,7 @@ from app.models.cpu.captioner import (
     screen_text_statements,
 )
 from app.models.cpu.embeddings import TextEmbedder, get_embedder
-from app.models.cpu.ocr import FrameReader, get_reader, shrink
+from app.models.cpu.ocr import TextReader, get_reader, shrink
 from app.models.cpu.policy import LEXICAL_WEIGHT
 from app.models.cpu.text import overlap, said
 from app.models.cpu.visual import describe_frames
@@ -49,7 +49,7 @@ class CPUFrameQA:
     """Implements ``app.models.base.FrameQA`` with OCR, the transcript and MiniLM ranking."""
 
     def __init__(
-        self, *, reader: FrameReader | None = None, embedder: TextEmbedder | None = None,
+        self, *, reader: TextReader | None = None, embedder: TextEmbedder | None = None,
         ocr_frames: int = OCR_FRAMES,
     ) -> None:
         self._reader = reader

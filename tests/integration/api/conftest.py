@@ -7,13 +7,16 @@ tests check (the workers' own tests do), while *when* and *what* the API enqueue
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import subprocess
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,28 +25,11 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.api.app import create_app
-from app.services.runtime import Runtime, build_runtime
+from app.bootstrap import build_runtime
+from app.services.runtime import Runtime
 from app.services.tenants import create_tenant
 from app.settings import Settings
-
-
-class RecordingQueue:
-    """A TaskQueue that records each enqueue (and nothing runs)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, uuid.UUID]] = []
-
-    def enqueue_ingest(self, video_id: uuid.UUID) -> None:
-        self.calls.append(("ingest", video_id))
-
-    def enqueue_caption(self, video_id: uuid.UUID, node_keys: Sequence[str] | None = None) -> None:
-        self.calls.append(("caption", video_id))
-
-    def enqueue_navigate(self, job_id: uuid.UUID) -> None:
-        self.calls.append(("navigate", job_id))
-
-    def enqueue_webhook(self, delivery_id: uuid.UUID) -> None:
-        self.calls.append(("webhook", delivery_id))
+from tests.support.queues import RecordingQueue
 
 
 @pytest.fixture
@@ -58,17 +44,33 @@ def runtime(integration_settings: Settings, queue: RecordingQueue) -> Iterator[R
     built.close()
 
 
-@pytest.fixture
-def app(runtime: Runtime) -> FastAPI:
+def app_for(runtime: Runtime) -> FastAPI:
     # No auth cache in tests: a revoked key must fail on the next request.
     return create_app(runtime, sse_heartbeat_s=0.5, sse_poll_s=0.2, auth_cache_ttl_s=0.0)
 
 
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+@asynccontextmanager
+async def client_of(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://vidnav.test",
                                  timeout=60) as c:
+        yield c
+
+
+def with_settings(runtime: Runtime, **changes: Any) -> Runtime:
+    """The test's runtime with some settings changed (same database, Redis and queue):
+    serve it with ``client_of(app_for(...))``; the test's runtime closes what it shares."""
+    return dataclasses.replace(runtime, settings=runtime.settings.model_copy(update=changes))
+
+
+@pytest.fixture
+def app(runtime: Runtime) -> FastAPI:
+    return app_for(runtime)
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with client_of(app) as c:
         yield c
 
 

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from app.api.app import create_app
+from app.bootstrap import build_runtime
 from app.db import migrate
-from app.services.runtime import build_runtime
 from app.services.tenants import create_tenant
 from app.settings import Settings
 

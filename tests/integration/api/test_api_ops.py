@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import uuid
 from datetime import timedelta
 
 from app.db.models import CaptionNode, Job, utcnow
+from tests.integration.api.conftest import app_for, client_of, with_settings
 
 
 async def test_healthz(client):
@@ -24,10 +26,10 @@ async def test_readyz_checks_database_redis_and_models(client, runtime, scripted
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
-    runtime.settings = runtime.settings.model_copy(update={
-        "policy_base_url": scripted_server.base_url, "captioner_base_url": dead,
-    })
-    down = await client.get("/readyz")
+    changed = with_settings(runtime, policy_base_url=scripted_server.base_url,
+                            captioner_base_url=dead)
+    async with client_of(app_for(changed)) as other:
+        down = await other.get("/readyz")
     assert down.status_code == 503
     body = down.json()
     assert body["status"] == "unavailable"
@@ -35,16 +37,15 @@ async def test_readyz_checks_database_redis_and_models(client, runtime, scripted
     assert body["checks"]["captioner"]["ok"] is False
 
 
-async def test_readyz_reports_a_down_redis(client, runtime):
+async def test_readyz_reports_a_down_redis(runtime):
     import redis
 
-    saved = runtime.redis
-    runtime.redis = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    down = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
     try:
-        response = await client.get("/readyz")
+        async with client_of(app_for(dataclasses.replace(runtime, redis=down))) as client:
+            response = await client.get("/readyz")
     finally:
-        runtime.redis.close()
-        runtime.redis = saved
+        down.close()
     assert response.status_code == 503
     assert response.json()["checks"]["redis"]["ok"] is False
 
@@ -115,7 +116,6 @@ async def test_serving_leaves_start_up_objects_out_of_full_collections(runtime):
         assert ref() is None
     assert gc.get_freeze_count() == before  # unfrozen on shutdown
 
-    runtime.settings = runtime.settings.model_copy(update={"gc_freeze": False})
-    app = create_app(runtime)
+    app = create_app(with_settings(runtime, gc_freeze=False))
     async with app.router.lifespan_context(app):
         assert gc.get_freeze_count() == before

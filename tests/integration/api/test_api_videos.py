@@ -13,6 +13,7 @@ import pytest
 
 from app.core.tree import width_for_duration
 from app.db.models import CaptionNode, Job, Subtitle, Video
+from tests.integration.api.conftest import app_for, client_of, with_settings
 
 BOUNDARY = "vidnavtestboundary"
 
@@ -90,9 +91,9 @@ async def test_same_bytes_for_another_tenant_is_their_own_video(client, tenant, 
     assert len(rows(Video)) == 2
 
 
-async def test_oversized_upload_is_cut_off_mid_stream(client, tenant, runtime, rows, queue):
+async def test_oversized_upload_is_cut_off_mid_stream(tenant, runtime, rows, queue):
     limit = 256 * 1024
-    runtime.settings = runtime.settings.model_copy(update={"max_upload_bytes": limit})
+    limited = with_settings(runtime, max_upload_bytes=limit)
     head, _, tail = multipart_parts(b"")
     chunk = os.urandom(64 * 1024)
     sent = 0
@@ -106,8 +107,9 @@ async def test_oversized_upload_is_cut_off_mid_stream(client, tenant, runtime, r
         yield tail
 
     # No Content-Length: the server must notice while streaming, not from a header.
-    response = await client.post("/v1/videos", headers={**tenant.headers, **MULTIPART},
-                                 content=body())
+    async with client_of(app_for(limited)) as client:
+        response = await client.post("/v1/videos", headers={**tenant.headers, **MULTIPART},
+                                     content=body())
     assert response.status_code == 413, response.text
     error = response.json()["error"]
     assert error["code"] == "upload_too_large"
@@ -118,11 +120,11 @@ async def test_oversized_upload_is_cut_off_mid_stream(client, tenant, runtime, r
     assert queue.calls == []
 
 
-async def test_declared_oversized_upload_is_refused_before_reading(client, tenant, runtime):
-    runtime.settings = runtime.settings.model_copy(update={"max_upload_bytes": 1000})
+async def test_declared_oversized_upload_is_refused_before_reading(tenant, runtime):
     head, data, tail = multipart_parts(os.urandom(3 * 1024 * 1024))
-    response = await client.post("/v1/videos", headers={**tenant.headers, **MULTIPART},
-                                 content=head + data + tail)
+    async with client_of(app_for(with_settings(runtime, max_upload_bytes=1000))) as client:
+        response = await client.post("/v1/videos", headers={**tenant.headers, **MULTIPART},
+                                     content=head + data + tail)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "upload_too_large"
 

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import update
 
 from app.api.app import create_app
+from app.bootstrap import build_runtime
 from app.db.models import Job, utcnow
-from app.services.runtime import build_runtime
 
 
 @pytest.fixture

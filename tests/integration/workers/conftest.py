@@ -19,8 +19,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.models import CaptionNode, Job, Tenant, TraceStep, Video
-from app.services.runtime import Runtime, build_runtime
+from app.bootstrap import build_runtime
+from app.db.models import FINISHED_JOB_STATUSES, CaptionNode, Job, Tenant, TraceStep, Video
+from app.services.runtime import Runtime
 from app.settings import Settings
 from tests.integration.conftest import TEST_REDIS_URL
 from tests.support.fixtures import ScriptedServerProcess
@@ -192,11 +193,10 @@ class Stack:
         return wait_for(settled, timeout=timeout, what=f"video {statuses}")  # type: ignore[no-any-return]
 
     def wait_job(self, job_id: uuid.UUID, timeout: float = 120) -> Job:
-        finished = ("succeeded", "no_answer", "failed", "cancelled")
 
         def settled() -> Job | None:
             job = self.job(job_id)
-            return job if job.status in finished else None
+            return job if job.status in FINISHED_JOB_STATUSES else None
 
         deadline = time.monotonic() + timeout
         while (job := settled()) is None:

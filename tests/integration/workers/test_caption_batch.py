@@ -9,18 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from app.bootstrap import build_runtime
 from app.db import migrate
 from app.models.images import to_jpeg_data_uri
-from app.services.captions import (
-    DECODERS,
-    caption_batch,
-    decode_groups,
-    load_video_context,
-    read_node_frames,
-    scheduled_nodes,
-)
+from app.services.captions import caption_batch, load_video_context, scheduled_nodes
+from app.services.captions.batch import DECODERS, decode_groups
+from app.services.captions.context import read_node_frames
 from app.services.ingest import ingest_video
-from app.services.runtime import Runtime, build_runtime
+from app.services.runtime import Runtime
 from app.settings import Settings
 from tests.integration.workers.conftest import make_video
 from tests.support.factories import add_uploaded_video

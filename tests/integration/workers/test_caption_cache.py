@@ -8,24 +8,20 @@ import uuid
 
 from sqlalchemy import select
 
+from app.bootstrap import build_runtime
 from app.db.models import CaptionNode, Subtitle, Video
 from app.services.cache import CachedCaption, MemoryCaptionCache, RedisCaptionCache
 from app.services.captions import CaptionService, load_video_context, probe_from_dict
 from app.services.ingest import ingest_video
-from app.services.runtime import Runtime, build_runtime
+from app.services.runtime import Runtime
 from tests.integration.conftest import TEST_REDIS_URL
 from tests.integration.workers.conftest import CAPTIONER_MODEL, Stack, make_video
 
 
-class _NoQueue:
-    def enqueue_caption(self, *_: object, **__: object) -> None:
-        return None
-
-
 def _lazy_video(stack: Stack, runtime: Runtime) -> uuid.UUID:
-    """A probed lazy-mode video (nothing captioned ahead), ingested in this process."""
+    """A probed lazy-mode video (nothing captioned ahead, so nothing is enqueued), ingested
+    in this process."""
     video_id = stack.add_video(make_video(120), "lazy")
-    runtime.queue = _NoQueue()  # type: ignore[assignment]
     ingest_video(runtime, video_id)
     return video_id
 

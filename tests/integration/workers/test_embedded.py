@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from app.bootstrap import build_runtime
+from app.bootstrap.inline_queue import InlineQueue
 from app.db import migrate
 from app.db.models import CaptionNode, Job, TraceStep, Video
-from app.services.queue import InlineQueue
-from app.services.runtime import Runtime, build_runtime
+from app.services.runtime import Runtime
 from app.settings import Settings
 from tests.integration.workers.conftest import make_video
 from tests.support.factories import add_uploaded_video

@@ -1,4 +1,4 @@
-"""Pieces of the ``vidnav`` command that need no video: the stall guard, evaluation files."""
+"""Pieces of local questions that need no video: the stall guard, evaluation files."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import StallGuard, read_eval_file
 from app.errors import InvalidInput, VidnavError
+from app.services.eval_jsonl import read_eval_file
+from app.services.local_questions import StallGuard
 
 
 def test_stall_guard_fires_only_when_nothing_changes() -> None:

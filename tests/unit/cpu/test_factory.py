@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from app.models.cpu import CPUCaptioner, CPUFrameQA, RetrievalPolicy
+from app.models.cpu.captioner import CPUCaptioner
+from app.models.cpu.policy import RetrievalPolicy
+from app.models.cpu.video_qa import CPUFrameQA
 from app.models.factory import build_models
 from app.models.openai_vision import OpenAICaptioner, OpenAIFrameQA
 from app.models.policy import LLMPolicy
