@@ -5,6 +5,12 @@ another worker once ``visibility_timeout`` passes: right for a worker that died,
 one still busy with a long caption task or a countdown retry. The worker's main process
 therefore touches the delivery time of every message it holds, every quarter of the
 timeout; a killed worker stops touching them and they come back after one timeout.
+
+Neither Celery nor kombu offers this (kombu's Redis transport only restores messages past
+their timeout; there is no call that prolongs one still in hand), so the keeper writes the
+transport's index of unacknowledged deliveries itself: a sorted set of delivery tags scored
+by delivery time, whose name it reads from kombu's Redis channel rather than spelling it.
+``tests/integration/workers/test_visibility.py`` checks it against real kombu deliveries.
 """
 
 from __future__ import annotations
@@ -12,14 +18,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import redis
+from kombu.transport.redis import Channel
 
 logger = logging.getLogger(__name__)
 
 # kombu's Redis transport: the sorted set of unacknowledged delivery tags, scored by the
-# time each was delivered (kombu.transport.redis.Channel.unacked_index_key).
-UNACKED_INDEX_KEY = "unacked_index"
+# time each was delivered (its default name; vidnav sets no transport option renaming it).
+UNACKED_INDEX_KEY: str = Channel.unacked_index_key
 
 
 def held_delivery_tags() -> list[str]:
@@ -41,7 +49,10 @@ def held_delivery_tags() -> list[str]:
 class VisibilityKeeper:
     """A daemon thread that keeps this worker's held messages invisible to other workers."""
 
-    def __init__(self, redis_url: str, visibility_timeout_s: float) -> None:
+    def __init__(self, redis_url: str, visibility_timeout_s: float, *,
+                 held: Callable[[], list[str]] = held_delivery_tags) -> None:
+        """``held``: the delivery tags to keep invisible (this worker's, by default)."""
+        self.held = held
         self.client = redis.Redis.from_url(redis_url)
         self.interval = max(0.5, visibility_timeout_s / 4)
         self._stop = threading.Event()
@@ -53,7 +64,8 @@ class VisibilityKeeper:
         return self
 
     def touch(self) -> int:
-        tags = held_delivery_tags()
+        """Mark the held messages delivered now; returns how many were touched."""
+        tags = self.held()
         if not tags:
             return 0
         now = time.time()

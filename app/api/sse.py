@@ -6,6 +6,10 @@ between the two; bus events only wake the stream, which reads rounds from the da
 repeat. A periodic poll covers a bus that drops messages. When a redelivered job starts
 over (its ``attempts`` changes after rounds were sent), a ``restarted`` event tells the
 client to drop what it has, and the new attempt's rounds follow from index 0.
+
+Events are framed by sse-starlette (``ServerSentEvent``). Its ``EventSourceResponse`` is
+not used: it pings on a timer of its own, while this stream sends a keep-alive only after
+``heartbeat_s`` without anything else, from the same loop that replays and follows rounds.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from anyio import to_thread
+from sse_starlette.event import ServerSentEvent
 
 from app.api.schemas import JobPublic, TraceRoundPublic
 from app.db.models import FINISHED_JOB_STATUSES, Job, TraceStep
@@ -26,8 +31,14 @@ from app.services.runtime import Runtime
 
 
 def format_event(event: str, data: dict[str, Any], event_id: int | None = None) -> str:
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+    """One event: ``id`` (when given), ``event`` and compact JSON ``data`` lines."""
+    return ServerSentEvent(
+        json.dumps(data, separators=(",", ":")), event=event,
+        id=None if event_id is None else str(event_id), sep="\n",
+    ).encode().decode()
+
+
+KEEP_ALIVE = ServerSentEvent(comment="keep-alive", sep="\n").encode().decode()
 
 
 async def job_events(
@@ -73,5 +84,5 @@ async def job_events(
                 await asyncio.wait_for(anext(subscription), timeout=poll_s)
             except TimeoutError:
                 if time.monotonic() - last_sent >= heartbeat_s:
-                    yield ": keep-alive\n\n"
+                    yield KEEP_ALIVE
                     last_sent = time.monotonic()

@@ -19,12 +19,13 @@ import logging
 import time
 import uuid
 import weakref
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 
 from app.errors import Unavailable
 from app.singleflight import shared
@@ -39,6 +40,7 @@ JOB_COLUMNS = (
     "error_code", "error", "summary", "callback_url", "cancel_requested", "created_at",
     "started_at", "finished_at",
 )
+JobRow = dict[str, Any]
 _JOB_QUERY = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE id = %s AND tenant_id = %s"
 
 
@@ -46,37 +48,6 @@ def postgres_conninfo(database_url: str) -> str:
     """A libpq URL from a SQLAlchemy-style one (drops the ``+driver`` part)."""
     scheme, sep, rest = database_url.partition("://")
     return scheme.split("+", 1)[0] + sep + rest
-
-
-class _LoopPool:
-    """A few autocommit connections owned by one event loop."""
-
-    def __init__(self, conninfo: str, size: int) -> None:
-        self.conninfo = conninfo
-        self.idle: list[psycopg.AsyncConnection[dict[str, Any]]] = []
-        self.slots = asyncio.Semaphore(size)
-
-    async def connect(self) -> psycopg.AsyncConnection[dict[str, Any]]:
-        return await psycopg.AsyncConnection.connect(
-            self.conninfo, autocommit=True, row_factory=dict_row
-        )
-
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
-        async with self.slots:
-            conn = self.idle.pop() if self.idle else await self.connect()
-            try:
-                yield conn
-            except BaseException:
-                await conn.close()
-                raise
-            if conn.closed:
-                return
-            self.idle.append(conn)
-
-    async def close(self) -> None:
-        while self.idle:
-            await self.idle.pop().close()
 
 
 class _JobBodies:
@@ -207,16 +178,24 @@ class AsyncJobReader:
         self._cache_on = cache
         self._cache_entries = cache_entries
         self._cache_max_age_s = cache_max_age_s
-        self._pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = (
-            weakref.WeakKeyDictionary())
+        self._pools: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, AsyncConnectionPool[psycopg.AsyncConnection[JobRow]]
+        ] = weakref.WeakKeyDictionary()
         self._bodies: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _JobBodies] = (
             weakref.WeakKeyDictionary())
 
-    def _pool(self) -> _LoopPool:
+    async def _pool(self) -> AsyncConnectionPool[psycopg.AsyncConnection[JobRow]]:
+        """This loop's pool (psycopg_pool), opened on first use: autocommit connections,
+        made as needed up to the pool size, never checked before use (a dropped one fails
+        its query, which ``get_job`` then retries on a fresh connection)."""
         loop = asyncio.get_running_loop()
         pool = self._pools.get(loop)
         if pool is None:
-            pool = self._pools[loop] = _LoopPool(self._conninfo, self._size)
+            pool = self._pools[loop] = AsyncConnectionPool(
+                self._conninfo, connection_class=psycopg.AsyncConnection[JobRow],
+                kwargs={"autocommit": True, "row_factory": dict_row}, min_size=0,
+                max_size=self._size, open=False, name="vidnav-job-reads")
+        await pool.open()  # a no-op once open
         return pool
 
     def _cache(self) -> _JobBodies | None:
@@ -232,7 +211,7 @@ class AsyncJobReader:
 
     async def get_job(self, tenant_id: uuid.UUID, job_id: uuid.UUID) -> dict[str, Any] | None:
         """The job's public columns, or None when the tenant has no such job."""
-        pool = self._pool()
+        pool = await self._pool()
         for attempt in (1, 2):
             try:
                 async with pool.connection() as conn:

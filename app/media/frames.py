@@ -18,8 +18,6 @@ CLI's swscale (the system ffmpeg) and PyAV's bundled, newer one round differentl
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 import os
 import threading
@@ -30,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from app.media import inprocess
 from app.media.ffmpeg import (
@@ -87,16 +84,6 @@ def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
         return width, height
     factor = max_side / longest
     return max(1, round(width * factor)), max(1, round(height * factor))
-
-
-def encode_jpeg_data_uri(image: np.ndarray, *, quality: int = 90) -> str:
-    """A base64 JPEG ``data:`` URI of an RGB uint8 image, as vision models take it."""
-    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise media_error("invalid_frame_request",
-                          f"expected an RGB uint8 HxWx3 image, got {image.dtype} {image.shape}")
-    buffer = io.BytesIO()
-    Image.fromarray(image, mode="RGB").save(buffer, format="JPEG", quality=quality)
-    return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
 class FrameReader:

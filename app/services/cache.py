@@ -6,7 +6,10 @@ captioner or new subtitles therefore make new keys and stale captions are never 
 cache is only a copy: Postgres is the record, so losing the cache loses nothing.
 
 The cache also carries the cross-process half of single-flight: a short ``SET NX PX`` lock
-per key, released only by the holder's token.
+per key, released only by the holder's token. The lock's release and extend are redis-py's
+own ``Lock`` scripts; the ``Lock`` class itself is not used because each of its calls is a
+round trip of its own, while here taking the lock rides with reading the caption, and
+releasing it with writing the caption (one round trip each, per node of a caption batch).
 """
 
 from __future__ import annotations
@@ -22,24 +25,15 @@ from typing import Any, Protocol
 
 import redis
 import redis.asyncio
+from redis.asyncio.lock import Lock
 
 KEY_PREFIX = "vidnav:caption:"
 LOCK_PREFIX = "vidnav:caption-lock:"
 
-# Deletes the lock only when it still holds our token: a holder whose lock expired must not
-# release the lock another worker has taken since.
-_UNLOCK_SCRIPT = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('del', KEYS[1])
-end
-return 0
-"""
-_EXTEND_SCRIPT = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
-end
-return 0
-"""
+# Both act only while the lock still holds our token: a holder whose lock expired must not
+# release (or prolong) the lock another worker has taken since.
+_UNLOCK_SCRIPT = Lock.LUA_RELEASE_SCRIPT  # KEYS: lock; ARGV: token
+_EXTEND_SCRIPT = Lock.LUA_EXTEND_SCRIPT  # KEYS: lock; ARGV: token, ms, "1" (replace the TTL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +140,7 @@ class RedisCaptionCache:
     async def extend_lock(self, key: str, token: str, ttl_s: float) -> bool:
         self._redis()
         return bool(await self._extend(keys=[LOCK_PREFIX + key],
-                                       args=[token, max(1, int(ttl_s * 1000))]))
+                                       args=[token, max(1, int(ttl_s * 1000)), "1"]))
 
     async def put_and_unlock(self, key: str, value: CachedCaption | None, token: str
                              ) -> None:

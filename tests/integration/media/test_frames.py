@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from app.media.ffmpeg import MediaError
-from app.media.frames import FrameReader, encode_jpeg_data_uri
+from app.media.frames import FrameReader
 from app.media.probe import probe_video
+from app.models.images import InvalidImage, to_jpeg_data_uri
 from tests.integration.media.videogen import read_index
 
 
@@ -264,13 +265,13 @@ def test_slow_decoding_is_stopped_by_the_timeout(media_dir: Path, in_process: bo
 
 def test_jpeg_data_uri_round_trips(cfr_mp4: Path) -> None:
     frame = reader_for(cfr_mp4).read([123], 160)[0]
-    uri = encode_jpeg_data_uri(frame)
+    uri = to_jpeg_data_uri(frame, 160)
     assert uri.startswith("data:image/jpeg;base64,")
     decoded = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))))
     assert decoded.shape == frame.shape
     assert read_index(decoded) == 123
-    with pytest.raises(MediaError):
-        encode_jpeg_data_uri(np.zeros((4, 4), dtype=np.uint8))
+    with pytest.raises(InvalidImage):
+        to_jpeg_data_uri(np.zeros((4, 4, 4), dtype=np.uint8), 160)
 
 
 @pytest.mark.parametrize("fixture", ["vfr_mkv", "vfr_mp4"])
