@@ -34,7 +34,7 @@ import numpy as np
 
 from app.core.tree import VideoGeometry, max_side
 from app.media.frames import FrameReader, scaled_size
-from app.media.inprocess import h264_is_disposable, h264_length_size
+from app.media.h264 import h264_is_disposable, h264_length_size
 from app.media.probe import VideoProbe, probe_video
 from bench.results import finish, load_average
 

@@ -30,6 +30,39 @@ Authenticate with `Authorization: Bearer <api key>`. Every error has the same JS
 `{"error": {"code", "message", "details"}}`."""
 
 
+OPENAPI_TAGS = [
+    {"name": "videos", "description": "Upload, list, read and delete videos; subtitles; "
+                                      "questions"},
+    {"name": "jobs", "description": "Follow, cancel and explain questions"},
+    {"name": "operations", "description": "Health, readiness and metrics"},
+]
+
+
+def api_state(runtime: Runtime, registry: CollectorRegistry, *, auth_cache_ttl_s: float,
+              sse_heartbeat_s: float, sse_poll_s: float) -> ApiState:
+    """What the routes need beyond the runtime (the asyncio job reader on Postgres only)."""
+    registry.register(JobMetricsCollector(runtime.session_factory))
+    settings = runtime.settings
+    url = settings.database_url
+    reader = (AsyncJobReader(url, cache=settings.job_read_cache)
+              if url and url.startswith("postgresql") else None)
+    return ApiState(
+        runtime=runtime, job_reader=reader,
+        authenticator=Authenticator(runtime.session_factory, ttl_s=auth_cache_ttl_s),
+        limiter=RateLimiter(runtime.redis, url=settings.redis_url),
+        uploads=UploadReservations(runtime.redis), registry=registry,
+        sse_heartbeat_s=sse_heartbeat_s, sse_poll_s=sse_poll_s,
+    )
+
+
+async def close_loop_resources(app: FastAPI) -> None:
+    """Close what the app's state opened on the serving event loop."""
+    state: ApiState = app.state.api
+    await state.limiter.aclose()
+    if state.job_reader is not None:
+        await state.job_reader.aclose()
+
+
 @contextmanager
 def startup_objects_frozen(enabled: bool) -> Iterator[None]:
     """While serving, leave the objects that exist after start-up out of cyclic garbage
@@ -77,23 +110,8 @@ def create_app(
     settings = runtime.settings if runtime is not None else environment_settings()
 
     def attach(app: FastAPI, rt: Runtime) -> None:
-        registry.register(JobMetricsCollector(rt.session_factory))
-        url = rt.settings.database_url
-        reader = (AsyncJobReader(url, cache=rt.settings.job_read_cache)
-                  if url and url.startswith("postgresql") else None)
-        app.state.api = ApiState(
-            job_reader=reader,
-            runtime=rt, authenticator=Authenticator(rt.session_factory, ttl_s=auth_cache_ttl_s),
-            limiter=RateLimiter(rt.redis, url=rt.settings.redis_url),
-            uploads=UploadReservations(rt.redis),
-            sse_heartbeat_s=sse_heartbeat_s, sse_poll_s=sse_poll_s, registry=registry,
-        )
-
-    async def close_loop_resources(app: FastAPI) -> None:
-        state: ApiState = app.state.api
-        await state.limiter.aclose()
-        if state.job_reader is not None:
-            await state.job_reader.aclose()
+        app.state.api = api_state(rt, registry, auth_cache_ttl_s=auth_cache_ttl_s,
+                                  sse_heartbeat_s=sse_heartbeat_s, sse_poll_s=sse_poll_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -115,12 +133,7 @@ def create_app(
                 await close_loop_resources(app)
 
     app = FastAPI(title="vidnav", version=API_VERSION, description=DESCRIPTION,
-                  lifespan=lifespan, openapi_tags=[
-                      {"name": "videos", "description": "Upload, list, read and delete videos; "
-                                                        "subtitles; questions"},
-                      {"name": "jobs", "description": "Follow, cancel and explain questions"},
-                      {"name": "operations", "description": "Health, readiness and metrics"},
-                  ])
+                  lifespan=lifespan, openapi_tags=OPENAPI_TAGS)
     if runtime is not None:
         attach(app, runtime)
     install_error_handlers(app)

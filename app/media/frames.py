@@ -23,16 +23,20 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from app.media import inprocess
+from app.media.cli_decode import (
+    CliInput,
+    Segment,
+    decode_lone_frames,
+    decode_segment,
+)
 from app.media.ffmpeg import (
     check_local_file,
-    find_ffmpeg,
     find_ffprobe,
     input_args,
     media_error,
@@ -63,16 +67,6 @@ INDEXED_SEEK_DEMUXERS = frozenset({"mov", "mp4", "matroska", "webm", "nut"})
 # IN_PROCESS_MIN_SPLIT frames): then a separate pass can run beside it on another core.
 IN_PROCESS_SPLIT_GOPS = 1.5
 IN_PROCESS_MIN_SPLIT = 48
-
-
-@dataclass(frozen=True, slots=True)
-class _Segment:
-    """One ffmpeg run: seek near ``first``, then keep the frames at the given offsets."""
-
-    first: int  # frame index the run starts at (0 when it decodes from the start)
-    seek_s: float | None  # -ss value relative to the container start; None: no seek
-    indices: tuple[int, ...]  # sorted unique frame indices wanted from this run
-    size: tuple[int, int]  # output width, height
 
 
 def scaled_size(width: int, height: int, max_side: int) -> tuple[int, int]:
@@ -264,13 +258,13 @@ class FrameReader:
             checked.append(index)
         return checked
 
-    def _plan(self, indices: list[int], size: tuple[int, int]) -> list[_Segment]:
+    def _plan(self, indices: list[int], size: tuple[int, int]) -> list[Segment]:
         """Split sorted unique indices into segments by comparing decode-through cost with
         the cost of a fresh seek (overhead plus, on average, half a keyframe interval)."""
         if not indices:
             return []
         if not self.seekable:
-            return [_Segment(first=0, seek_s=None, indices=tuple(indices), size=size)]
+            return [Segment(first=0, seek_s=None, indices=tuple(indices), size=size)]
         new_seek_cost = SEEK_OVERHEAD_FRAMES + self._keyframe_interval() / 2
         groups: list[list[int]] = [[indices[0]]]
         for index in indices[1:]:
@@ -283,7 +277,7 @@ class FrameReader:
         for group in groups:
             first = self._first_with_same_time(group[0])
             seek = self._seek_position(first)
-            segments.append(_Segment(first=first if seek is not None else 0, seek_s=seek,
+            segments.append(Segment(first=first if seek is not None else 0, seek_s=seek,
                                      indices=tuple(group), size=size))
         return segments
 
@@ -352,7 +346,7 @@ class FrameReader:
 
     # --- decoding ------------------------------------------------------------------------
 
-    def _run_segments(self, segments: list[_Segment]) -> list[list[np.ndarray]]:
+    def _run_segments(self, segments: list[Segment]) -> list[list[np.ndarray]]:
         """Decode every segment; lone far-apart frames share processes (one input each)
         so the fixed cost of starting ffmpeg is paid once per batch, not per frame."""
         if not segments:
@@ -365,12 +359,13 @@ class FrameReader:
         per_process = self._inputs_per_process()
         jobs += [lone[i:i + per_process] for i in range(0, len(lone), per_process)]
         parallel = min(self.workers, len(jobs))
+        source = CliInput(self.path, self.probe, self.timeout_s, self.frame_time)
         threads = max(1, (os.cpu_count() or 2) // parallel)
 
         def run(job: list[int]) -> list[list[np.ndarray]]:
             if len(job) == 1:
-                return [self._decode_segment(segments[job[0]], threads)]
-            return self._decode_lone_frames([segments[k] for k in job])
+                return [decode_segment(source, segments[job[0]], threads)]
+            return decode_lone_frames(source, [segments[k] for k in job])
 
         if parallel == 1:
             outputs = [run(job) for job in jobs]
@@ -385,112 +380,3 @@ class FrameReader:
     def _inputs_per_process(self) -> int:
         decoder_bytes = self.probe.width * self.probe.height * 1.5 * 16
         return max(1, min(MAX_INPUTS_PER_PROCESS, int(DECODER_MEMORY_BUDGET // decoder_bytes)))
-
-    def _decode_lone_frames(self, segments: list[_Segment]) -> list[list[np.ndarray]]:
-        """One ffmpeg process, one seeking input per frame, concatenated: each input reads
-        from its keyframe to its frame and stops. Falls back to a process per frame when
-        any input comes back empty (a frame past the real end), since the output alone
-        would not say which one."""
-        width, height = segments[0].size
-        frame_bytes = width * height * 3
-        args = [str(find_ffmpeg()), "-nostdin", "-hide_banner", "-loglevel", "error"]
-        chains = []
-        for k, segment in enumerate(segments):
-            seek = segment.seek_s or 0.0
-            # Read just past the frame: -t stops the input, trim keeps exactly one frame.
-            lead = self.frame_time(segment.indices[0]) - self.probe.start_time_s - seek
-            args += ["-threads", "1", "-t", f"{max(lead, 0.0) + 1.0 / self.probe.fps:.6f}",
-                     *input_args(self.path, seek_s=segment.seek_s)]
-            chains.append(f"[{k}:{self.probe.video_stream_index}]trim=end_frame=1,"
-                          f"scale={width}:{height}:flags=area,setpts=PTS-STARTPTS[f{k}]")
-        graph = ";".join(chains) + ";" + "".join(f"[f{k}]" for k in range(len(segments)))
-        graph += f"concat=n={len(segments)}:v=1:a=0[out]"
-        args += ["-filter_complex", graph, "-map", "[out]", "-fps_mode", "passthrough",
-                 "-frames:v", str(len(segments)), "-f", "rawvideo", "-pix_fmt", "rgb24",
-                 "pipe:1"]
-        result = run_tool(args, timeout_s=self.timeout_s,
-                          max_stdout=frame_bytes * len(segments), what="decoding frames")
-        if len(result.stdout) != frame_bytes * len(segments):
-            return [self._decode_segment(segment, 1) for segment in segments]
-        return [[np.frombuffer(result.stdout, dtype=np.uint8, count=frame_bytes,
-                               offset=k * frame_bytes).reshape(height, width, 3)]
-                for k in range(len(segments))]
-
-    def _decode_segment(self, segment: _Segment, threads: int) -> list[np.ndarray]:
-        width, height = segment.size
-        offsets = [i - segment.first for i in segment.indices]
-        frame_bytes = width * height * 3
-        filters = []
-        if offsets != [0]:
-            filters.append(f"select='{_select_expr(offsets)}'")
-        filters.append(f"scale={width}:{height}:flags=area")
-        args = [str(find_ffmpeg()), "-nostdin", "-hide_banner", "-loglevel", "error",
-                "-threads", str(threads),
-                *input_args(self.path, seek_s=segment.seek_s),
-                "-map", f"0:{self.probe.video_stream_index}", "-an", "-sn", "-dn",
-                "-vf", ",".join(filters), "-fps_mode", "passthrough",
-                "-frames:v", str(len(offsets)), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-        result = run_tool(args, timeout_s=self.timeout_s, max_stdout=frame_bytes * len(offsets),
-                          what="decoding frames")
-        got = len(result.stdout) // frame_bytes
-        if result.returncode != 0 and got == 0:
-            raise media_error("unreadable_codec",
-                              "the video could not be decoded: " + _tail(result.stderr),
-                              kind="unsupported")
-        frames = [
-            np.frombuffer(result.stdout, dtype=np.uint8, count=frame_bytes, offset=k * frame_bytes)
-            .reshape(height, width, 3)
-            for k in range(got)
-        ]
-        if got < len(offsets):
-            # The container promised more frames than the stream holds (a truncated tail
-            # or an edit list); the nearest frame that exists stands in for the missing ones.
-            last = frames[-1] if frames else self._last_frame(segment.size, threads)
-            frames.extend(last for _ in range(len(offsets) - got))
-        return frames
-
-    def _last_frame(self, size: tuple[int, int], threads: int) -> np.ndarray:
-        width, height = size
-        frame_bytes = width * height * 3
-        window_s = 3.0
-        max_frames = int(window_s * self.probe.fps * 4) + 8
-        args = [str(find_ffmpeg()), "-nostdin", "-hide_banner", "-loglevel", "error",
-                "-threads", str(threads), "-sseof", f"-{window_s:g}", *input_args(self.path),
-                "-map", f"0:{self.probe.video_stream_index}", "-an", "-sn", "-dn",
-                "-vf", f"scale={width}:{height}:flags=area", "-fps_mode", "passthrough",
-                "-frames:v", str(max_frames), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
-        result = run_tool(args, timeout_s=self.timeout_s, max_stdout=frame_bytes * max_frames,
-                          what="decoding the last frames")
-        got = len(result.stdout) // frame_bytes
-        if got == 0:
-            raise media_error(
-                "frame_unavailable",
-                "the last frames of the video cannot be decoded; the file is truncated or "
-                "damaged: " + _tail(result.stderr),
-            )
-        start = (got - 1) * frame_bytes
-        return np.frombuffer(result.stdout, dtype=np.uint8, count=frame_bytes,
-                             offset=start).reshape(height, width, 3)
-
-
-def _select_expr(offsets: Sequence[int]) -> str:
-    """A ``select`` expression true for the given sorted frame counts: consecutive runs
-    become ``between``, joined as a balanced sum (ffmpeg's parser nests a flat chain too
-    deeply once it holds about a hundred terms)."""
-    runs: list[tuple[int, int]] = []
-    for offset in offsets:
-        if runs and offset == runs[-1][1] + 1:
-            runs[-1] = (runs[-1][0], offset)
-        else:
-            runs.append((offset, offset))
-    terms = [f"eq(n,{a})" if a == b else f"between(n,{a},{b})" for a, b in runs]
-    while len(terms) > 1:
-        terms = [f"({terms[i]}+{terms[i + 1]})" if i + 1 < len(terms) else terms[i]
-                 for i in range(0, len(terms), 2)]
-    return terms[0]
-
-
-def _tail(stderr: str) -> str:
-    lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else "ffmpeg gave no reason"
-

@@ -31,8 +31,13 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from app.media.clock import FrameClock, InProcessUnusable
 from app.media.ffmpeg import SAFE_DEMUXERS, media_error
+from app.media.h264 import h264_is_disposable, h264_length_size
 from app.media.probe import VideoProbe
+
+__all__ = ["DecodeCounts", "FrameClock", "InProcessDecoder", "InProcessUnusable",
+           "rgb_converter"]
 
 # Containers the in-process path opens: those that seek through a keyframe index (the same
 # set the ffmpeg path seeks in); the demuxer libav picks must be one of them.
@@ -45,9 +50,6 @@ OPEN_OPTIONS = {
     "enable_drefs": "0",
     "use_absolute_path": "0",
 }
-# A timestamp is a frame of a constant-rate video when it lies this close (in frames) to a
-# point of the grid ``start + index / fps``; farther off, the grid cannot name it safely.
-GRID_TOLERANCE = 0.45
 # Packets held back (not yet needed) before they are sent to the decoder anyway, so a
 # stretch without keyframes does not pile up compressed data.
 MAX_PENDING_PACKETS = 256
@@ -57,52 +59,6 @@ REORDER_SLACK = 64
 SEEK_ATTEMPTS = 4
 KEYFRAME_SAMPLE_PACKETS = 2000
 KEYFRAME_SAMPLE_S = 30.0
-TIME_TABLE_TOLERANCE_S = 2e-6  # ffprobe prints timestamps to the microsecond
-
-
-class InProcessUnusable(Exception):
-    """This pass cannot vouch for its frames; decode them another way."""
-
-
-@dataclass(frozen=True, slots=True)
-class FrameClock:
-    """Names frames by presentation time: frame ``i`` of a constant-rate video is at
-    ``start + i / fps``; a variable-rate one has its sorted timestamps in ``stamps``."""
-
-    start_s: float
-    fps: float
-    num_frames: int
-    stamps: np.ndarray | None = None
-
-    def time_of(self, index: int) -> float:
-        if self.stamps is not None:
-            return float(self.stamps[min(index, len(self.stamps) - 1)])
-        return self.start_s + index / self.fps
-
-    def seek_time(self, index: int) -> float:
-        """A time between frame ``index - 1`` and frame ``index``."""
-        if index <= 0:
-            return self.time_of(0) - 0.5 / self.fps
-        here, before = self.time_of(index), self.time_of(index - 1)
-        gap = here - before if here > before else 1.0 / self.fps
-        return here - gap / 2
-
-    def frames_at(self, seconds: float) -> range | None:
-        """The indices of the frames shown at ``seconds`` (several when frames share a
-        timestamp), or None for a time outside the counted frames."""
-        if self.stamps is None:
-            position = (seconds - self.start_s) * self.fps
-            index = round(position)
-            if abs(position - index) > GRID_TOLERANCE:
-                raise InProcessUnusable(f"timestamp {seconds:.6f} s is off the frame grid")
-            return range(index, index + 1) if 0 <= index < self.num_frames else None
-        low = int(np.searchsorted(self.stamps, seconds - TIME_TABLE_TOLERANCE_S, "left"))
-        high = int(np.searchsorted(self.stamps, seconds + TIME_TABLE_TOLERANCE_S, "right"))
-        if low >= high:
-            if low == 0 or low >= len(self.stamps):
-                return None
-            raise InProcessUnusable(f"timestamp {seconds:.6f} s is not in the frame table")
-        return range(low, min(high, self.num_frames)) if low < self.num_frames else None
 
 
 def rgb_converter(width: int, height: int, turns: int) -> Callable[[Any], np.ndarray]:
@@ -121,55 +77,6 @@ def rgb_converter(width: int, height: int, turns: int) -> Callable[[Any], np.nda
         return np.ascontiguousarray(np.rot90(image, turns)) if turns % 4 else image
 
     return convert
-
-
-def h264_length_size(extradata: bytes | None) -> int | None:
-    """The NAL length-prefix size of AVCC H.264 (MP4, MKV); None for Annex B start codes."""
-    if extradata and len(extradata) >= 7 and extradata[0] == 1:
-        return (extradata[4] & 3) + 1
-    return None
-
-
-def _nal_headers(data: bytes, length_size: int | None) -> Iterable[int] | None:
-    """The first byte of each NAL unit of one H.264 packet; None when it does not parse."""
-    headers: list[int] = []
-    if length_size is not None:
-        pos = 0
-        while pos < len(data):
-            if pos + length_size > len(data):
-                return None
-            size = int.from_bytes(data[pos:pos + length_size], "big")
-            pos += length_size
-            if size == 0 or pos + size > len(data):
-                return None
-            headers.append(data[pos])
-            pos += size
-        return headers
-    pos = data.find(b"\x00\x00\x01")
-    while pos >= 0:
-        if pos + 3 < len(data):
-            headers.append(data[pos + 3])
-        pos = data.find(b"\x00\x00\x01", pos + 3)
-    return headers
-
-
-def h264_is_disposable(data: bytes, length_size: int | None) -> bool:
-    """True when every picture slice of an H.264 packet has ``nal_ref_idc == 0``: no other
-    picture predicts from it. Anything unusual (no slice, data partitions, SVC/MVC units, a
-    packet that does not parse) counts as needed."""
-    headers = _nal_headers(data, length_size)
-    if not headers:
-        return False
-    slices = 0
-    for header in headers:
-        nal_type = header & 0x1F
-        if nal_type in (2, 3, 4, 5, 14, 15, 20, 21) or header & 0x80:
-            return False
-        if nal_type == 1:
-            if header & 0x60:
-                return False
-            slices += 1
-    return slices > 0
 
 
 @dataclass(slots=True)

@@ -6,12 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.media.inprocess import (
-    FrameClock,
-    InProcessUnusable,
-    h264_is_disposable,
-    h264_length_size,
-)
+from app.media.clock import FrameClock, InProcessUnusable
+from app.media.h264 import h264_is_disposable, h264_length_size
 
 # NAL header bytes: forbidden bit, nal_ref_idc (2 bits), nal_unit_type (5 bits).
 IDR = 0x65  # ref_idc 3, type 5

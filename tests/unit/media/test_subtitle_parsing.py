@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from app.core.ports import SubtitleLine
+from app.media.cli_decode import select_expr as _select_expr
 from app.media.ffmpeg import MediaError
-from app.media.frames import _select_expr, scaled_size
+from app.media.frames import scaled_size
 from app.media.subtitles import (
     lines_at,
     lines_overlapping,
