@@ -3,7 +3,7 @@ database at scrape time (so they are right however many worker processes ran the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -82,7 +82,8 @@ class JobMetricsCollector(Collector):
     def describe(self) -> Iterable[Metric]:
         return []  # collected lazily: describing must not hit the database
 
-    def collect(self) -> Iterator[Metric]:
+    def _snapshot(self) -> tuple[Any, Any, Any, Any, Sequence[Any]]:
+        """Job counts, durations and rounds, caption model time, recent job summaries."""
         with self._factory() as session:
             counts = session.execute(select(Job.status, func.count()).group_by(Job.status)).all()
             dialect = session.get_bind().dialect.name
@@ -104,7 +105,10 @@ class JobMetricsCollector(Collector):
                 select(Job.summary).where(Job.summary.is_not(None))
                 .order_by(Job.finished_at.desc()).limit(SUMMARY_SAMPLE)
             ).all()
+        return counts, durations, rounds, caption_calls, summaries
 
+    def collect(self) -> Iterator[Metric]:
+        counts, durations, rounds, caption_calls, summaries = self._snapshot()
         jobs = GaugeMetricFamily("vidnav_jobs", "Jobs by status", labels=["status"])
         for status, count in counts:
             jobs.add_metric([status], count)
