@@ -94,33 +94,8 @@ def probe_video(
     if video is None:
         raise media_error("no_video_stream", "the file has no video stream",
                           container=container)
-    codec = str(video.get("codec_name") or "")
-    coded_w = _as_int(video.get("width"))
-    coded_h = _as_int(video.get("height"))
-    if codec in _NO_PICTURE_CODECS or not coded_w or not coded_h:
-        tag = video.get("codec_tag_string") or "unknown"
-        raise media_error("unreadable_codec", f"the video codec ({tag}) cannot be decoded",
-                          kind="unsupported", codec_tag=str(tag))
-    if coded_w * coded_h > max_pixels:
-        raise media_error(
-            "dimensions_too_large",
-            f"the video is {coded_w}x{coded_h} pixels; at most {max_pixels} pixels are accepted",
-            kind="too_large", width=coded_w, height=coded_h, max_pixels=max_pixels,
-        )
-
-    rotation = _rotation(video)
-    width, height = (coded_h, coded_w) if rotation in (90, 270) else (coded_w, coded_h)
-
-    duration = _duration(video, fmt)
-    if duration is None or duration <= 0:
-        raise media_error("unknown_duration", "the video's duration is zero or unknown",
-                          container=container)
-    if duration > max_duration_s:
-        raise media_error(
-            "video_too_long",
-            f"the video lasts {duration:.0f} s; at most {max_duration_s:.0f} s are accepted",
-            kind="too_large", duration_s=duration, max_duration_s=max_duration_s,
-        )
+    codec, width, height, rotation = _picture(video, max_pixels)
+    duration = _checked_duration(video, fmt, container, max_duration_s)
 
     avg_rate = _rate(video.get("avg_frame_rate"))
     real_rate = _rate(video.get("r_frame_rate"))
@@ -149,6 +124,43 @@ def probe_video(
         start_time_s=start, video_start_time_s=start if video_start is None else video_start,
         variable_frame_rate=vfr, size_bytes=file.stat().st_size,
     )
+
+
+def _picture(video: dict[str, Any], max_pixels: int) -> tuple[str, int, int, int]:
+    """The video stream's codec, displayed width and height, and rotation; refuses a stream
+    with no decodable picture or more than ``max_pixels`` pixels."""
+    codec = str(video.get("codec_name") or "")
+    coded_w = _as_int(video.get("width"))
+    coded_h = _as_int(video.get("height"))
+    if codec in _NO_PICTURE_CODECS or not coded_w or not coded_h:
+        tag = video.get("codec_tag_string") or "unknown"
+        raise media_error("unreadable_codec", f"the video codec ({tag}) cannot be decoded",
+                          kind="unsupported", codec_tag=str(tag))
+    if coded_w * coded_h > max_pixels:
+        raise media_error(
+            "dimensions_too_large",
+            f"the video is {coded_w}x{coded_h} pixels; at most {max_pixels} pixels are accepted",
+            kind="too_large", width=coded_w, height=coded_h, max_pixels=max_pixels,
+        )
+    rotation = _rotation(video)
+    width, height = (coded_h, coded_w) if rotation in (90, 270) else (coded_w, coded_h)
+    return codec, width, height, rotation
+
+
+def _checked_duration(video: dict[str, Any], fmt: dict[str, Any], container: str,
+                      max_duration_s: float) -> float:
+    """The video's duration in seconds; refuses an unknown one or one over the limit."""
+    duration = _duration(video, fmt)
+    if duration is None or duration <= 0:
+        raise media_error("unknown_duration", "the video's duration is zero or unknown",
+                          container=container)
+    if duration > max_duration_s:
+        raise media_error(
+            "video_too_long",
+            f"the video lasts {duration:.0f} s; at most {max_duration_s:.0f} s are accepted",
+            kind="too_large", duration_s=duration, max_duration_s=max_duration_s,
+        )
+    return duration
 
 
 def _ffprobe_json(file: Path, timeout_s: float) -> dict[str, Any]:

@@ -97,6 +97,12 @@ class UploadLimit:
     message: str
     quota_left: int
 
+    def check_target(self, exceeded: bool) -> None:
+        """Refuse the upload once its own bytes passed ``max_bytes``."""
+        if exceeded:
+            raise UploadTooLarge(self.message, code=self.code,
+                                 details={"limit_bytes": self.max_bytes})
+
     def check_in_flight(self, size: int, others_in_flight: int) -> None:
         """Refuse this upload once it and the tenant's other running uploads pass the quota."""
         if size + others_in_flight > self.quota_left:
@@ -164,14 +170,10 @@ async def receive_upload(
             if pending_size >= PARSE_BATCH_BYTES:
                 await to_thread.run_sync(feed, b"".join(pending))
                 pending, pending_size = [], 0
-                if target.exceeded:
-                    raise UploadTooLarge(limit.message, code=limit.code,
-                                         details={"limit_bytes": limit.max_bytes})
+                limit.check_target(target.exceeded)
         if pending:
             await to_thread.run_sync(feed, b"".join(pending))
-        if target.exceeded:
-            raise UploadTooLarge(limit.message, code=limit.code,
-                                 details={"limit_bytes": limit.max_bytes})
+        limit.check_target(target.exceeded)
         if not target.seen:
             raise InvalidInput(f"the multipart body has no {file_field!r} file field",
                                code="missing_file")

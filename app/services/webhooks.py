@@ -193,6 +193,30 @@ def retry_delay_s(attempt: int, *, base_s: float = 2.0, cap_s: float = 300.0) ->
     return float(min(cap_s, base_s * 2 ** max(0, attempt - 1)))
 
 
+def _post(http_client: httpx.Client, targets: list[PinnedRequest], body: bytes,
+          headers: dict[str, str]) -> tuple[int | None, str | None]:
+    """POST ``body`` to the first address that takes the connection: its status code (or
+    None) and the error to record (None for a 2xx reply)."""
+    status_code: int | None = None
+    error: str | None = None
+    for target in targets:
+        try:
+            response = http_client.post(target.url, content=body,
+                                        headers={**headers, **target.headers},
+                                        extensions=target.extensions)
+        except httpx.ConnectError as exc:  # this address refused: try the next
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            continue
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            break
+        status_code = response.status_code
+        error = (None if 200 <= status_code < 300
+                 else f"the receiver answered HTTP {status_code}")
+        break
+    return status_code, error
+
+
 def deliver(
     session_factory: sessionmaker[Session], delivery_id: uuid.UUID, http_client: httpx.Client,
     *, max_attempts: int = 5, allow_private: bool = False,
@@ -234,21 +258,8 @@ def deliver(
         except OSError as exc:  # the name does not resolve (now): try again later
             targets = []
             error = f"the callback URL's host does not resolve: {exc}"[:2000]
-        for target in targets:
-            try:
-                response = http_client.post(target.url, content=body,
-                                            headers={**headers, **target.headers},
-                                            extensions=target.extensions)
-            except httpx.ConnectError as exc:  # this address refused: try the next
-                error = f"{type(exc).__name__}: {exc}"[:2000]
-                continue
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"[:2000]
-                break
-            status_code = response.status_code
-            error = (None if 200 <= status_code < 300
-                     else f"the receiver answered HTTP {status_code}")
-            break
+        if targets:
+            status_code, error = _post(http_client, targets, body, headers)
         delivery.attempt += 1
         delivery.status_code = status_code
         delivery.error = error
