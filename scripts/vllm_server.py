@@ -126,6 +126,11 @@ class VLLMServer:
                 "HF_HUB_OFFLINE": "1",
                 "TRANSFORMERS_OFFLINE": "1",
                 "TOKENIZERS_PARALLELISM": "false",
+                # vidnav's reply grammar bounds the think text to 1,200 characters; xgrammar
+                # takes 3 to 7 s to compile that bound on a busy 2-core machine (once per tree
+                # width, then cached), and vLLM's default 5 s limit fails the request and
+                # takes the engine down with it.
+                "VLLM_REGEX_COMPILATION_TIMEOUT_S": "120",
             }
         )
         # A VIRTUAL_ENV of the caller's venv would confuse tools vLLM shells out to.
