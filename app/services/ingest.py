@@ -18,12 +18,14 @@ from app.errors import VidnavError
 from app.media.probe import VideoProbe, probe_video
 from app.services.captions import fail_video, probe_from_dict, scheduled_nodes
 from app.services.runtime import Runtime
+from app.services.thumbnails import ensure_thumbnails
 
 logger = logging.getLogger(__name__)
 
 
 def ingest_video(runtime: Runtime, video_id: uuid.UUID, *, final_attempt: bool = True) -> None:
-    """Probe, build the tree, read subtitles or transcribe, then schedule the captions."""
+    """Probe, build the tree, read subtitles or transcribe, schedule the captions, then
+    make the node thumbnails."""
     settings = runtime.settings
     with session_scope(runtime.session_factory) as session:
         video = session.get(Video, video_id)
@@ -74,6 +76,7 @@ def ingest_video(runtime: Runtime, video_id: uuid.UUID, *, final_attempt: bool =
         ahead = video.captions_total > 0
     if ahead:
         runtime.queue.enqueue_caption(video_id, None)
+    ensure_thumbnails(settings, runtime.tree_config, video_id, path, probe)
 
 
 def _find_subtitles(runtime: Runtime, video_id: uuid.UUID, probe: VideoProbe
