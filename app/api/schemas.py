@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
@@ -129,6 +130,31 @@ class Budgets(BaseModel):
     )
 
 
+class Reference(BaseModel):
+    """The truth of an evaluation item, kept with its job so the job can be scored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    answer: str | None = Field(default=None, max_length=4000,
+                               description="The correct answer (the letter for options)")
+    clues: list[tuple[float, float]] = Field(
+        default_factory=list, max_length=1000,
+        description="Where the evidence is: [[start_s, end_s], ...]")
+
+    @field_validator("answer")
+    @classmethod
+    def _answer(cls, value: str | None) -> str | None:
+        return None if value is None else _no_nul(value)
+
+    @field_validator("clues")
+    @classmethod
+    def _clues(cls, value: list[tuple[float, float]]) -> list[tuple[float, float]]:
+        for start, end in value:
+            if not (math.isfinite(start) and math.isfinite(end)) or not 0 <= start <= end:
+                raise ValueError("each clue is [start_s, end_s] with 0 <= start <= end")
+        return value
+
+
 class QuestionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -141,6 +167,9 @@ class QuestionCreate(BaseModel):
     callback_url: AnyHttpUrl | None = Field(
         default=None, description="Called (signed, retried) when the job finishes"
     )
+    reference: Reference | None = Field(
+        default=None, description="An evaluation item's answer and clue intervals: the job "
+                                  "is then scored (answer match, localization F1)")
 
     @field_validator("question")
     @classmethod
@@ -178,6 +207,8 @@ class JobPublic(BaseModel):
     answer: str | None
     error: ErrorInfo | None
     summary: dict[str, Any] | None = Field(description="Trace summary once finished")
+    reference: Reference | None = Field(default=None,
+                                        description="The evaluation item's truth, if given")
     callback_url: str | None
     cancel_requested: bool
     created_at: Timestamp
@@ -192,7 +223,7 @@ class JobPublic(BaseModel):
             rounds=job.progress_round, answer=job.answer,
             error=ErrorInfo(code=job.error_code or "error", message=job.error or "")
             if job.error_code or job.error else None,
-            summary=job.summary, callback_url=job.callback_url,
+            summary=job.summary, reference=job.reference, callback_url=job.callback_url,
             cancel_requested=job.cancel_requested, created_at=job.created_at,
             started_at=job.started_at, finished_at=job.finished_at,
         )

@@ -161,6 +161,8 @@ class Job(Base):
     error_code: Mapped[str | None] = mapped_column(String(64))
     error: Mapped[str | None] = mapped_column(Text)
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # An evaluation item's truth: {"answer": str | None, "clues": [[start_s, end_s], ...]}
+    reference: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     callback_url: Mapped[str | None] = mapped_column(String(2000))
     idempotency_key: Mapped[str | None] = mapped_column(String(200))
     request_hash: Mapped[str | None] = mapped_column(String(64))

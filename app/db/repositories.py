@@ -36,7 +36,7 @@ JOB_CHANGED_CHANNEL = "vidnav_job_changed"
 
 JOB_COLUMNS = (
     "id", "video_id", "status", "question", "options", "budgets", "progress_round", "answer",
-    "error_code", "error", "summary", "callback_url", "cancel_requested", "created_at",
+    "error_code", "error", "summary", "reference", "callback_url", "cancel_requested", "created_at",
     "started_at", "finished_at",
 )
 _JOB_QUERY = f"SELECT {', '.join(JOB_COLUMNS)} FROM jobs WHERE id = %s AND tenant_id = %s"

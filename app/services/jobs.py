@@ -38,6 +38,8 @@ class QuestionInput:
     options: tuple[str, ...] | None = None
     budgets: dict[str, int] | None = None  # max_rounds, max_video_qa_calls, max_captions_generated
     callback_url: str | None = None
+    # An evaluation item's truth: {"answer": str | None, "clues": [[start_s, end_s], ...]}
+    reference: dict[str, Any] | None = None
 
     def request_hash(self, video_id: uuid.UUID) -> str:
         """A digest of the request, to tell an idempotent retry from a reused key."""
@@ -46,6 +48,8 @@ class QuestionInput:
             "options": list(self.options) if self.options is not None else None,
             "budgets": self.budgets or {}, "callback_url": self.callback_url,
         }
+        if self.reference is not None:  # absent otherwise: earlier digests stay valid
+            body["reference"] = self.reference
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -89,7 +93,7 @@ def create_job(
         options=list(question.options) if question.options is not None else None,
         budgets=budgets, settings_used=settings_snapshot(settings, budgets["max_rounds"]),
         status="queued", callback_url=question.callback_url, idempotency_key=idempotency_key,
-        request_hash=digest,
+        request_hash=digest, reference=question.reference,
     )
     session.add(job)
     try:

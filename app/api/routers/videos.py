@@ -205,6 +205,7 @@ def ask_question(
         question=body.question, options=tuple(body.options) if body.options else None,
         budgets=body.budgets.model_dump(exclude_none=True) if body.budgets else None,
         callback_url=str(body.callback_url) if body.callback_url else None,
+        reference=body.reference.model_dump(mode="json") if body.reference else None,
     )
     job, created = jobs.create_job(uow.session, tenant.tenant_id, video_id, question,
                                    runtime.settings, idempotency_key=idempotency_key)
