@@ -12,6 +12,7 @@ ErrorKind = Literal[
     "too_large",  # 413
     "unsupported",  # 415
     "unauthorized",  # 401
+    "forbidden",  # 403: authenticated, but the request is refused (a cross-site form)
     "rate_limited",  # 429
     "unavailable",  # a dependency is down: 503
     "internal",  # 500

@@ -13,7 +13,7 @@ from app.api.deps import ApiState
 from app.api.errors import install_error_handlers
 from app.api.fastpath import JobReadFastPath
 from app.api.middleware import RequestMetricsMiddleware
-from app.api.routers import jobs, system, videos
+from app.api.routers import jobs, media, system, ui, videos
 from app.db.repositories import AsyncJobReader
 from app.errors import exit_with
 from app.services.auth import Authenticator
@@ -145,4 +145,7 @@ def create_app(
     app.include_router(jobs.router)
     app.include_router(videos.router)
     app.include_router(system.router)
+    app.include_router(media.router)
+    for router in (ui.pages_router, ui.data_router, ui.root_router):  # the dashboard
+        app.include_router(router)
     return app

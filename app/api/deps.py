@@ -52,8 +52,12 @@ async def api_state_dependency(request: Request) -> ApiState:
 async def authenticate_request(request: Request) -> TenantContext:
     """The tenant behind the request's Bearer key; counts the request against its rate
     limit. Runs on the event loop: a recently seen key and the leased counter need no I/O."""
+    return await authenticate_key(request, parse_bearer(request.headers.get("authorization")))
+
+
+async def authenticate_key(request: Request, key: str) -> TenantContext:
+    """The tenant owning ``key`` (however the request carried it), rate limit counted."""
     state = api_state(request)
-    key = parse_bearer(request.headers.get("authorization"))
     tenant = await state.authenticator.aauthenticate(key)
     limit = tenant.rate_limit_per_minute or state.runtime.settings.rate_limit_per_minute
     decision = await state.limiter.ahit(tenant.tenant_id, limit)

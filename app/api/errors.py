@@ -29,6 +29,7 @@ STATUS_BY_KIND: dict[ErrorKind, int] = {
     "too_large": 413,
     "unsupported": 415,
     "unauthorized": 401,
+    "forbidden": 403,
     "rate_limited": 429,
     "unavailable": 503,
     "internal": 500,
@@ -50,6 +51,7 @@ class ErrorResponse(BaseModel):
 _DESCRIPTIONS = {
     400: "Invalid input",
     401: "Missing, invalid or revoked API key",
+    403: "Refused (a dashboard form sent from another site)",
     404: "Not found (also for another tenant's ids)",
     409: "Conflict with the current state",
     413: "Upload too large or over the tenant's quota",

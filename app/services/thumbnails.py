@@ -20,7 +20,7 @@ from typing import Any
 from app.core.tree import HIGH, LOW, MEDIUM, TreeConfig, VideoGeometry, node_key
 from app.db.models import Video
 from app.errors import VidnavError
-from app.media.frames import FrameReader, scaled_size
+from app.media.frames import FrameReader
 from app.media.probe import VideoProbe
 from app.media.thumbnails import compose_sprite
 from app.services.captions import probe_from_dict

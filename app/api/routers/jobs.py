@@ -11,6 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from app.api.deps import (
     BEARER_SECURITY,
+    ApiState,
     State,
     Tenant,
     UoW,
@@ -114,8 +115,14 @@ def job_event_stream(
 ) -> StreamingResponse:
     """Rounds already done are replayed first; ``Last-Event-ID`` resumes after a round."""
     jobs.get_job(uow.session, tenant.tenant_id, job_id)
+    return event_stream(state, tenant.tenant_id, job_id, last_event_id)
+
+
+def event_stream(state: ApiState, tenant_id: uuid.UUID, job_id: uuid.UUID,
+                 last_event_id: str | None) -> StreamingResponse:
+    """The SSE response of a job the tenant was checked to own."""
     after = int(last_event_id) if last_event_id and last_event_id.isdigit() else -1
-    stream = job_events(state.runtime, tenant.tenant_id, job_id, after=after,
+    stream = job_events(state.runtime, tenant_id, job_id, after=after,
                         heartbeat_s=state.sse_heartbeat_s, poll_s=state.sse_poll_s)
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
