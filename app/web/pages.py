@@ -46,9 +46,11 @@ def _e(text: object) -> str:
 
 
 def _head(title: str, styles: str) -> str:
+    # Referrer "same-origin", not "no-referrer": with the latter a browser sends
+    # ``Origin: null`` on form posts, and the forms' origin check needs the real one.
     return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<meta name=\"referrer\" content=\"no-referrer\"><title>{_e(title)} · vidnav"
+            f"<meta name=\"referrer\" content=\"same-origin\"><title>{_e(title)} · vidnav"
             f"</title>{styles}</head>")
 
 

@@ -43,7 +43,7 @@ from app.web import pages
 
 PAGE_HEADERS = {
     "Content-Security-Policy": pages.PAGE_CSP, "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY", "Cache-Control": "no-store",
+    "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY", "Cache-Control": "no-store",
 }
 NOT_FOUND = {
     "job_not_found": ("Job not found", "There is no such job for your API key."),

@@ -125,7 +125,7 @@
         el("td", {"data-label": "Answer", cls: "answer", text: job.answer ||
           (job.error ? job.error.message : "")}),
         el("td", {"data-label": "Rounds", cls: "n", text: job.rounds}),
-        el("td", {"data-label": "Model s", cls: "n", text: num(job.model_seconds)}),
+        el("td", {"data-label": "Model s", cls: "n", text: num(job.model_seconds, 2)}),
         el("td", {"data-label": "Age", text: age(job.created_at), title: job.created_at})));
     });
     if (!items.length) {
@@ -321,10 +321,10 @@
     root.appendChild(header);
     var stage = el("section", {cls: "card stage"});
     if (!standalone) {
-      player = el("video", {id: "player", controls: "", preload: "metadata", src: d.media.video});
+      player = el("video", {id: "player", cls: "player", controls: "", preload: "metadata", src: d.media.video});
       stage.appendChild(player);
     } else {
-      preview = el("div", {cls: "preview", id: "preview"});
+      preview = el("div", {cls: "player preview", id: "preview"});
       stage.appendChild(preview);
     }
     stage.appendChild(timeline);
@@ -347,7 +347,7 @@
       }
       header.appendChild(links);
       header.lastChild.appendChild(el("span", {cls: "updated", text: standalone && d.exported_at ?
-        "exported " + d.exported_at : "asked " + age(job.created_at)}));
+        "exported " + new Date(d.exported_at).toLocaleString() : "asked " + age(job.created_at)}));
     }
 
     function captionOf(key) {
@@ -359,7 +359,7 @@
       return null;
     }
 
-    function showNode(node) {
+    function showNode(node, seek) {
       selected = node.key;
       Array.prototype.forEach.call(timeline.querySelectorAll(".node.selected"), function (n) { n.classList.remove("selected"); });
       var button = timeline.querySelector(".node[data-key=\"" + node.key + "\"]");
@@ -375,7 +375,7 @@
       detail.appendChild(el("p", {cls: caption ? "caption" : "caption pending", id: "node-caption",
         text: caption || "No caption has been written for this segment."}));
       if (player) {
-        player.currentTime = node.start_s;
+        if (seek) { player.currentTime = node.start_s; }
       } else if (preview) {
         clear(preview).appendChild(tile(layout, node.key, 180) || el("span", {text: nodeLabel(node.key)}));
       }
@@ -401,11 +401,20 @@
             "data-start": node.start_s, title: nodeLabel(node.key) + " " + clock(node.start_s) + " – " + clock(node.end_s)});
           button.style.left = (100 * node.start_s / duration) + "%";
           button.style.width = (100 * (node.end_s - node.start_s) / duration) + "%";
-          var pic = tile(layout, node.key, i === 0 ? 54 : i === 1 ? 40 : 30);
-          if (pic) { button.appendChild(pic); }
-          if (numbers) { button.appendChild(el("span", {cls: "visit-num", text: numbers.join("·")})); }
-          button.addEventListener("click", function () { showNode(node); });
+          // A high node is wide: a strip of its children's pictures; others show their own.
+          var keys = i === 0 ? tree.levels[1].filter(function (c) { return c.key.split(",")[0] === node.key; })
+            .map(function (c) { return c.key; }) : [node.key];
+          keys.forEach(function (key, j) {
+            var pic = tile(layout, key, i === 0 ? 54 : i === 1 ? 40 : 30);
+            if (pic) { pic.style.left = (100 * (j + 0.5) / keys.length) + "%"; button.appendChild(pic); }
+          });
+          button.addEventListener("click", function () { showNode(node, true); });
           band.appendChild(button);
+          if (numbers) {  // beside the node, not in it: a leaf can be narrower than its badge
+            var mark = el("span", {cls: "visit-num", "data-key": node.key, text: numbers.join("·")});
+            mark.style.left = (100 * node.start_s / duration) + "%";
+            band.appendChild(mark);
+          }
         });
         tracks.appendChild(band);
       });
@@ -516,6 +525,7 @@
         d.job.rounds = d.rounds.length;
         if (d.job.status === "queued") { d.job.status = "running"; }
         drawAll();
+        firstVisit();
       });
       stream.addEventListener("restarted", function () { d.rounds = []; drawAll(); });
       stream.addEventListener("result", function () { stream.close(); reload(); });
@@ -525,8 +535,21 @@
     }
 
     if (player) { player.addEventListener("timeupdate", movePlayhead); player.addEventListener("seeked", movePlayhead); }
+    // Start on the first segment the policy looked at (shown, not played).
+    function firstVisit() {
+      var first = visitsOf(d.rounds)[0];
+      if (!first || selected || !d.tree) { return; }
+      var level = d.tree.levels[first.key.split(",").length - 1];
+      var node = level.filter(function (n) { return n.key === first.key; })[0];
+      if (node) { showNode(node, false); }
+    }
+
     drawAll();
-    loadThumbnails(d).then(function (t) { layout = t; d.thumbnails = t; drawTimeline(); });
+    firstVisit();
+    loadThumbnails(d).then(function (t) {
+      layout = t; d.thumbnails = t; drawTimeline();
+      if (selected && preview) { clear(preview).appendChild(tile(layout, selected, 180) || el("span")); }
+    });
     follow();
   }
 
