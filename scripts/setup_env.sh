@@ -2,7 +2,7 @@
 # Prepare a machine for vidnav: system packages, local services for the full stack,
 # and the project's virtual environment. Idempotent; safe to run on a fresh machine.
 #   scripts/setup_env.sh            # ffmpeg + .venv with vidnav[cpu]
-#   scripts/setup_env.sh --dev      # also test tools, and start Postgres/Redis if stopped
+#   scripts/setup_env.sh --dev      # also test tools and Chromium, and start Postgres/Redis
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +21,18 @@ if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg >/dev/null
   else
     log "ffmpeg not found and no apt-get: vidnav will use imageio-ffmpeg's bundled binary"
+  fi
+fi
+
+# The browser tests drive Debian's Chromium through chromium-driver (nothing downloaded).
+if [ "$dev" = 1 ] && { ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; }; then
+  if command -v apt-get >/dev/null; then
+    log "installing chromium and chromium-driver (Debian packages, for the browser tests)"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
+      chromium chromium-driver >/dev/null
+  else
+    log "chromium not found and no apt-get: the browser tests will be skipped"
   fi
 fi
 
