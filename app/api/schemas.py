@@ -223,7 +223,9 @@ class JobPublic(BaseModel):
             rounds=job.progress_round, answer=job.answer,
             error=ErrorInfo(code=job.error_code or "error", message=job.error or "")
             if job.error_code or job.error else None,
-            summary=job.summary, reference=job.reference, callback_url=job.callback_url,
+            summary=job.summary,
+            reference=Reference.model_validate(job.reference) if job.reference else None,
+            callback_url=job.callback_url,
             cancel_requested=job.cancel_requested, created_at=job.created_at,
             started_at=job.started_at, finished_at=job.finished_at,
         )
@@ -255,6 +257,17 @@ class TracePublic(BaseModel):
     status: JobStatus
     rounds: list[TraceRoundPublic]
     summary: dict[str, Any] | None
+
+
+class ThumbnailsPublic(BaseModel):
+    version: int
+    tile_width: int = Field(description="Width of each tile in the sprite, in pixels")
+    tile_height: int
+    columns: int = Field(description="Tiles per row; tile i is at row i // columns")
+    count: int = Field(description="Tiles: one per leaf, in time order")
+    nodes: dict[str, int] = Field(description="Each node key's tile (a higher node shows the "
+                                              "leaf at its middle)")
+    sprite: str = Field(description="Where the sprite JPEG is")
 
 
 class WebhookDeliveryPublic(BaseModel):

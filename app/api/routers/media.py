@@ -12,6 +12,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 
 from app.api.deps import ApiState, State, Tenant, UoW
 from app.api.errors import error_responses
+from app.api.schemas import ThumbnailsPublic
 from app.errors import NotFound
 from app.services import thumbnails, videos
 from app.services.job_export import export_job_html
@@ -72,7 +73,7 @@ def export_response(state: ApiState, session: Any, tenant_id: uuid.UUID, job_id:
         "Cache-Control": "no-store"})
 
 
-_VIDEO_BYTES = {
+_VIDEO_BYTES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The whole file", "content": {"video/mp4": {}}},
     206: {"description": "The requested byte range(s) (`Range: bytes=...`)"},
     416: {"description": "The range lies outside the file"},
@@ -87,7 +88,7 @@ def get_video_content(video_id: uuid.UUID, tenant: Tenant, state: State) -> Resp
 
 
 @router.get("/v1/videos/{video_id}/thumbnails", summary="The node thumbnails' layout",
-            responses=error_responses(404, *AUTH_ERRORS))
+            response_model=ThumbnailsPublic, responses=error_responses(404, *AUTH_ERRORS))
 def get_thumbnails(video_id: uuid.UUID, tenant: Tenant, state: State) -> dict[str, Any]:
     """One sprite of ``width**3`` tiles (a picture per leaf, in time order, ``columns`` per
     row, each ``tile_width`` x ``tile_height``); ``nodes`` gives each node's tile (a higher
@@ -104,9 +105,12 @@ def get_thumbnail_sprite(video_id: uuid.UUID, tenant: Tenant, state: State) -> R
     return sprite_file(state, tenant.tenant_id, video_id)
 
 
+# response_class=Response, not HTMLResponse: FastAPI documents the error responses in the
+# route class's media type, and errors here are JSON like everywhere else.
 @router.get("/v1/jobs/{job_id}/export", summary="The job as one self-contained HTML page",
-            tags=["jobs"], response_class=HTMLResponse,
-            responses={200: {"content": {"text/html": {}}},
+            tags=["jobs"], response_class=Response,
+            responses={200: {"content": {"text/html": {"schema": {"type": "string"}}},
+                             "description": "An HTML page (a download)"},
                        **error_responses(404, *AUTH_ERRORS)})
 def export_job(job_id: uuid.UUID, tenant: Tenant, uow: UoW, state: State) -> Response:
     """The job page without the player: timeline with thumbnails, rounds, answer, cost and

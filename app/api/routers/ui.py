@@ -22,7 +22,7 @@ from app.api.deps import State, UoW, authenticate_key, read_only
 from app.api.errors import STATUS_BY_KIND
 from app.api.routers.jobs import event_stream
 from app.api.routers.media import export_response, sprite_file, thumbnail_layout, video_file
-from app.api.schemas import QuestionCreate
+from app.api.schemas import Budgets, QuestionCreate
 from app.api.ui_auth import (
     MAX_KEY_LENGTH,
     check_form,
@@ -220,7 +220,7 @@ def ask_question(
     try:
         body = QuestionCreate(
             question=question, options=lines or None,
-            budgets={"max_rounds": int(max_rounds)} if max_rounds.strip() else None)
+            budgets=Budgets(max_rounds=int(max_rounds)) if max_rounds.strip() else None)
     except (ValidationError, ValueError) as exc:
         raise InvalidInput(_form_error(exc), code="invalid_question") from None
     runtime = state.runtime
