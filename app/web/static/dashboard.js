@@ -223,9 +223,9 @@
     var title = el("h1", {text: d.video.name});
     root.appendChild(el("div", {cls: "title-row"}, title, updated));
     root.appendChild(el("section", {cls: "card"}, facts));
+    root.appendChild(el("section", {cls: "card"}, el("h2", {text: "The tree's top level"}), nodes));
     var ask = document.getElementById("ask");
     if (ask) { root.appendChild(ask); }
-    root.appendChild(el("section", {cls: "card"}, el("h2", {text: "The tree's top level"}), nodes));
     root.appendChild(el("section", {cls: "card"}, el("h2", {text: "Jobs"}), jobsHolder));
 
     function fact(name, value) { facts.appendChild(el("dt", {text: name})); facts.appendChild(el("dd", null, value)); }
@@ -306,7 +306,7 @@
   }
 
   function renderJob() {
-    var d = data, layout = null, selected = null;
+    var d = data, layout = null, selected = null, following = false;
     var standalone = !d.media;
     var player = null, preview = null;
     var header = el("section", {cls: "job-head"});
@@ -339,7 +339,9 @@
       var links = el("p", {cls: "links"}, standalone ? el("span", {text: d.video.name}) :
         el("a", {href: "/ui/videos/" + d.video.id, text: d.video.name}));
       if (!standalone) { links.appendChild(el("a", {href: "/ui/jobs/" + job.id + "/export", text: "Export as HTML"})); }
-      header.appendChild(el("div", {cls: "title-row"}, el("h1", {id: "question", text: job.question}), badge(job.status)));
+      header.appendChild(el("div", {cls: "title-row"}, el("h1", {id: "question", text: job.question}),
+        following ? el("span", {cls: "live", title: "following the job's events", text: "live"}) : null,
+        badge(job.status)));
       if (job.options && job.options.length) {
         var list = el("ol", {cls: "options", type: "A"});
         job.options.forEach(function (o) { list.appendChild(el("li", {text: o})); });
@@ -518,6 +520,8 @@
     function follow() {
       if (standalone || !d.events || terminal(d.job.status) || !window.EventSource) { return; }
       var stream = new EventSource(d.events);
+      following = true;
+      drawHeader();
       stream.addEventListener("round", function (e) {
         var r = JSON.parse(e.data);
         d.rounds = d.rounds.filter(function (x) { return x.index !== r.index; }).concat([r])
@@ -528,9 +532,10 @@
         firstVisit();
       });
       stream.addEventListener("restarted", function () { d.rounds = []; drawAll(); });
-      stream.addEventListener("result", function () { stream.close(); reload(); });
+      function stop() { stream.close(); following = false; }
+      stream.addEventListener("result", function () { stop(); reload(); });
       stream.addEventListener("error", function (e) {
-        if (e.data) { stream.close(); }  // an error event of ours; a dropped connection retries
+        if (e.data) { stop(); drawHeader(); }  // an error event of ours; a dropped connection retries
       });
     }
 

@@ -124,6 +124,9 @@ def test_jobs_finished_and_running_in_a_browser(browser, stack: Stack) -> None:
         browser.get(f"{stack.url}/ui/videos/{video['id']}")
         wait_until(lambda: len(browser.find_elements(By.CSS_SELECTOR, "#top-nodes .caption"))
                    == video["tree_width"], what="the top-level captions")
+        wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#top-nodes .thumb"),
+                   what="the top-level thumbnails")
+        screenshot(browser, "video-desktop.png")
         browser.find_element(By.NAME, "question").send_keys("Where is the moving box?")
         browser.find_element(By.CSS_SELECTOR, "#ask button[type=submit]").click()
         wait_until(lambda: "/ui/jobs/" in browser.current_url, what="the job page")
