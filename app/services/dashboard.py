@@ -156,8 +156,18 @@ def videos_overview(session: Session, tenant_id: uuid.UUID, limit: int = 200
 
 def video_view(session: Session, tenant_id: uuid.UUID, video_id: uuid.UUID,
                tree_config: TreeConfig) -> dict[str, Any]:
-    """The video page: the video, its top-level nodes with their captions, its jobs."""
+    """The video page: the video, the tree's two top levels with the captions written so
+    far (each high node with its medium children), and its jobs."""
     video = videos.get_video(session, tenant_id, video_id)
-    tree = videos.top_level_tree(session, video, tree_config)
+    levels = tree_levels(video, tree_config)
+    captions = video_captions(session, video)
+    nodes = []
+    if levels is not None:
+        high, medium = levels["levels"][0], levels["levels"][1]
+        for node in high:
+            children = [{**child, "caption": captions.get(child["key"])} for child in medium
+                        if child["key"].split(",")[0] == node["key"]]
+            nodes.append({**node, "caption": captions.get(node["key"]), "children": children})
     overview = jobs_overview(session, tenant_id, video_id=video.id, limit=50)
-    return {"video": video_fields(video), "tree": tree, "jobs": overview["items"]}
+    return {"video": video_fields(video), "jobs": overview["items"],
+            "tree": {"width": levels["width"] if levels else video.tree_width, "nodes": nodes}}

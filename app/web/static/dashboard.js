@@ -242,11 +242,22 @@
       if (v.error) { fact("Error", v.error.message); }
       clear(nodes);
       (d.tree.nodes || []).forEach(function (n) {
-        nodes.appendChild(el("article", {cls: "top-node", "data-key": n.key},
+        var card = el("article", {cls: "top-node", "data-key": n.key},
           el("div", {cls: "top-node-pic"}, tile(layout, n.key, 72)),
           el("h3", {text: "(" + n.key + ") " + clock(n.start_s) + " – " + clock(n.end_s)}),
           el("p", {cls: n.caption ? "caption" : "caption pending",
-            text: n.caption || "not captioned yet"})));
+            text: n.caption || "not captioned yet"}));
+        var written = (n.children || []).filter(function (c) { return c.caption; });
+        if (written.length) {  // the medium level, where captions exist (eager mode, or asked)
+          var list = el("ul", {cls: "children"});
+          written.forEach(function (c) {
+            list.appendChild(el("li", {"data-key": c.key}, el("strong", {text: "(" + c.key + ") " +
+              clock(c.start_s) + " – " + clock(c.end_s) + " "}), c.caption));
+          });
+          card.appendChild(el("details", {cls: "finer"}, el("summary", {text: written.length + " of " +
+            n.children.length + " finer segments captioned"}), list));
+        }
+        nodes.appendChild(card);
       });
       clear(jobsHolder).appendChild(jobsTable(d.jobs, false));
       stamp(updated);

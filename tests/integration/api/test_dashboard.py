@@ -365,3 +365,30 @@ async def test_export_is_one_page_that_loads_nothing(client, tenant, video, runt
     assert data["job"]["summary"]["visited_share"] == 0.25
     ui = await client.get(f"/ui/jobs/{job['id']}/export", headers=cookie(tenant))
     assert ui.status_code == 200 and page_data(ui.text)["job"]["id"] == job["id"]
+
+
+async def test_video_data_has_two_levels_with_the_captions_written(client, tenant, video,
+                                                                   runtime, geometry):
+    from app.db.models import CaptionNode
+
+    with runtime.session_factory() as session:
+        row = session.get(Video, uuid.UUID(video["id"]))
+        row.captioner_version = "v1"
+        for key, level in (("1", 1), ("2", 1), ("2,3", 2)):
+            session.add(CaptionNode(content_sha256=row.sha256, config_version="v1",
+                                    node_key=key, level=level, first_frame=0, last_frame=0,
+                                    frame_times=[], caption=f"caption of {key}"))
+        session.add(CaptionNode(content_sha256=row.sha256, config_version="v0", node_key="3",
+                                level=1, first_frame=0, last_frame=0, frame_times=[],
+                                caption="an older captioner's"))
+        session.commit()
+    await ask(client, tenant, video["id"])
+    data = (await client.get(f"/ui/api/videos/{video['id']}", headers=cookie(tenant))).json()
+    nodes = data["tree"]["nodes"]
+    width = geometry.width
+    assert [n["key"] for n in nodes] == [str(h) for h in range(1, width + 1)]
+    assert [n["caption"] for n in nodes] == ["caption of 1", "caption of 2"] + [None] * (width - 2)
+    assert [c["key"] for c in nodes[1]["children"]] == [f"2,{m}" for m in range(1, width + 1)]
+    assert [c["caption"] for c in nodes[1]["children"]][2] == "caption of 2,3"
+    assert (nodes[1]["start_s"], nodes[1]["end_s"]) == geometry.seconds((2,))
+    assert [j["question"] for j in data["jobs"]] == ["What is shown?"]
