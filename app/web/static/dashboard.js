@@ -162,7 +162,11 @@
       if (video.value) { params.set("video_id", video.value); }
       return params.toString();
     }
-    function draw(d) { clear(holder).appendChild(jobsTable(d.items, true)); stamp(updated); }
+    function draw(d) {
+      clear(holder).appendChild(jobsTable(d.items, true));
+      if (d.more) { holder.appendChild(el("p", {cls: "hint more", text: "The newest " + d.items.length + " jobs; filter to see others."})); }
+      stamp(updated);
+    }
     function refresh() { return getJSON("/ui/api/jobs?" + query()).then(draw); }
     [status, video].forEach(function (select) {
       select.addEventListener("change", function () {
