@@ -51,6 +51,9 @@ NOT_FOUND = {
 }
 
 
+TITLES = {403: "Refused", 404: "Not found", 409: "Conflict", 429: "Too many requests"}
+
+
 def _html(page: str, status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
     return HTMLResponse(page, status_code=status, headers=headers)
 
@@ -74,11 +77,11 @@ def error_page(request: Request, exc: Exception) -> Response:
             clear_key_cookie(response, request)
         return response
     status = STATUS_BY_KIND.get(exc.kind, 500)
-    title, message = NOT_FOUND.get(exc.code, (None, exc.message))
+    title, message = NOT_FOUND.get(exc.code, (TITLES.get(status, "Bad input"), exc.message))
+    if status >= 500:
+        title = "Unavailable"
     headers = exc.decision.headers() if isinstance(exc, RateLimited) else None
-    return _html(pages.message_page(title or ("Not found" if status == 404 else "Refused"
-                                              if status in (401, 403, 429) else "Bad input"),
-                                    message), status, headers)
+    return _html(pages.message_page(title, message), status, headers)
 
 
 class PageRoute(APIRoute):
