@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from app.core.scoring import score
 from app.core.tree import LEVELS, TreeConfig, VideoGeometry, node_key
-from app.db.models import CaptionNode, Job, TraceStep, Video
+from app.db.models import FINISHED_JOB_STATUSES, CaptionNode, Job, TraceStep, Video
 from app.services import jobs, videos
 
 
@@ -108,7 +108,7 @@ def evaluation(job: Job, steps: Sequence[TraceStep]) -> dict[str, Any] | None:
     truth = reference.get("answer")
     clues = [list(c) for c in reference.get("clues") or []]
     result: dict[str, Any] = {"truth": truth, "clues": clues, "scored": False}
-    if job.status not in jobs.TERMINAL_STATUSES:
+    if job.status not in FINISHED_JOB_STATUSES:
         return result
     visited = [(s.node_key, (s.start_s, s.end_s)) for s in steps
                if s.kind == "get_caption" and s.start_s is not None and s.end_s is not None]

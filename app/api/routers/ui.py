@@ -34,6 +34,7 @@ from app.api.ui_auth import (
     safe_next,
     set_key_cookie,
 )
+from app.db.models import JOB_STATUSES
 from app.errors import InvalidInput, VidnavError
 from app.services import dashboard, jobs
 from app.services.auth import TenantContext, Unauthorized
@@ -165,8 +166,8 @@ async def logout(request: Request, csrf: Annotated[str, Form(max_length=200)] = 
 
 
 def _filters(status: str | None, video_id: uuid.UUID | None) -> dict[str, Any]:
-    if status and status not in jobs.JOB_STATUSES:
-        raise InvalidInput(f"status must be one of {', '.join(jobs.JOB_STATUSES)}",
+    if status and status not in JOB_STATUSES:
+        raise InvalidInput(f"status must be one of {', '.join(JOB_STATUSES)}",
                            code="invalid_status")
     return {"status": status or None, "video_id": str(video_id) if video_id else None}
 

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.core.trace import TraceRound, Usage
+from app.core.ports import ModelUsage
+from app.core.trace import TraceRound
 from app.core.tree import VideoGeometry, node_key
 from app.db.models import Job, TraceStep, Video, utcnow
 from app.media.frames import FrameReader
@@ -52,14 +53,15 @@ def finish_with_rounds(runtime, job_id: str, geometry: VideoGeometry) -> list[Tr
                    tool="get_caption((1,1))", tool_name="get_caption", node=[1, 1],
                    node_key="1,1", start=geometry.seconds((1, 1))[0],
                    end=geometry.seconds((1, 1))[1], observation="A red box.",
-                   caption_cached=False, policy_usage=Usage(0.5, 100, 10),
-                   tool_usage=Usage(1.5), wall_seconds=2.0),
+                   caption_cached=False, policy_usage=ModelUsage(0.5, 100, 10),
+                   tool_usage=ModelUsage(1.5), wall_seconds=2.0),
         TraceRound(index=1, kind="video_qa", raw_reply="r1", think="Check the leaf.",
                    tool='video_qa((1,1,1), "what?")', tool_name="video_qa", node=list(leaf),
                    node_key="1,1,1", start=start, end=end, observation="Red.",
-                   policy_usage=Usage(0.25, 120, 12), tool_usage=Usage(0.75), wall_seconds=1.0),
+                   policy_usage=ModelUsage(0.25, 120, 12), tool_usage=ModelUsage(0.75),
+                   wall_seconds=1.0),
         TraceRound(index=2, kind="answer", raw_reply="r2", think="Done.", answer="B",
-                   policy_usage=Usage(0.25, 130, 5), wall_seconds=0.3),
+                   policy_usage=ModelUsage(0.25, 130, 5), wall_seconds=0.3),
     ]
     with runtime.session_factory() as session:
         for rnd in rounds:

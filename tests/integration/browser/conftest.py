@@ -14,15 +14,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 
 from app.api.app import create_app
-from app.services.queue import InlineQueue
-from app.services.runtime import Runtime, build_runtime
+from app.bootstrap import build_runtime
+from app.bootstrap.inline_queue import InlineQueue
+from app.services.runtime import Runtime
 from app.services.tenants import create_tenant
 from app.settings import Settings
 from tests.integration.api.conftest import LiveServer
@@ -118,9 +118,10 @@ def stack(clean_db, redis_client, pg_url: str, tmp_path: Path) -> Iterator[Stack
         navigate_wait_s=0.2, task_retry_backoff_s=0.1,
         high_frames=8, medium_frames=8, low_frames=4, videoqa_frames=4,
     )
-    # The in-process queue needs the runtime it runs tasks with: a placeholder until then.
-    runtime = build_runtime(settings, queue=SimpleNamespace())  # type: ignore[arg-type]
-    runtime.queue = InlineQueue(runtime)
+    # Tasks run in this process (on Redis, build_runtime would send them to Celery).
+    queue = InlineQueue()
+    runtime = build_runtime(settings, queue=queue)
+    queue.bind(runtime)
     keys = {}
     with runtime.session_factory() as session:
         for name in ("acme", "globex"):
