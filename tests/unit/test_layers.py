@@ -43,6 +43,11 @@ REGRESSIONS = {
     "the core reading settings": (
         "app/core/tree.py", "from app.settings import Settings",
         "The domain core imports no framework"),
+    "the dashboard's pages reading a service": (
+        "app/web/pages.py", "from app.services import dashboard", "Layers point one way"),
+    "the dashboard's pages reading the tree": (
+        "app/web/pages.py", "from app.core.tree import node_key",
+        "The dashboard's pages are a leaf"),
 }
 
 
