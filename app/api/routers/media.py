@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import FileResponse, HTMLResponse
+from sqlalchemy.orm import Session
 
 from app.api.deps import ApiState, State, Tenant, UoW
 from app.api.errors import error_responses
@@ -64,7 +65,7 @@ def sprite_file(state: ApiState, tenant_id: uuid.UUID, video_id: uuid.UUID) -> F
                         headers={**_NOSNIFF, "Cache-Control": "private, max-age=3600"})
 
 
-def export_response(state: ApiState, session: Any, tenant_id: uuid.UUID, job_id: uuid.UUID
+def export_response(state: ApiState, session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID
                     ) -> HTMLResponse:
     runtime = state.runtime
     page = export_job_html(session, runtime.settings, runtime.tree_config, tenant_id, job_id)
