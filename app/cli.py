@@ -67,6 +67,18 @@ def load_settings() -> Settings:
     return guarded(get_settings)
 
 
+def wait_for_stack(settings: Settings, *, schema: bool) -> None:
+    """Full stack: wait (bounded) for Postgres, Redis and, with ``schema``, the migrations;
+    containers start in any order. The embedded default needs nothing."""
+    from app.services.startup import wait_for_dependencies
+
+    def waiting(problems: list[str]) -> None:
+        err.print("waiting: " + "; ".join(problems), highlight=False, markup=False,
+                  soft_wrap=True)
+
+    wait_for_dependencies(settings, schema=schema, on_wait=waiting)
+
+
 @contextmanager
 def runtime_for(settings: Settings) -> Iterator[Runtime]:
     """A runtime for one command (``app.bootstrap.open_runtime``)."""
@@ -226,6 +238,7 @@ def evaluate(
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="API processes (full stack only).")] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the REST API; on the embedded default its tasks run in this process."""
@@ -234,8 +247,20 @@ def serve(
     from app.api.app import create_app
 
     settings = load_settings()
+    if workers > 1 and settings.embedded:
+        fail(InvalidInput("several API processes need the full stack (set "
+                          "VIDNAV_DATABASE_URL and VIDNAV_REDIS_URL)",
+                          code="workers_need_full_stack"))
 
     def run() -> None:
+        if not settings.embedded:
+            wait_for_stack(settings, schema=True)
+        if workers > 1:
+            # Each process reads the settings and builds its own runtime in the app's
+            # lifespan (``create_app()`` without a runtime).
+            uvicorn.run("app.api.app:create_app", factory=True, host=host, port=port,
+                        workers=workers, log_level=log_level)
+            return
         with runtime_for(settings) as runtime:
             if settings.embedded:
                 err.print(f"embedded default: SQLite under {settings.data_dir}, tasks in "
@@ -264,8 +289,10 @@ def worker(
     if unknown:
         fail(InvalidInput(f"unknown queue(s) {', '.join(unknown)}; choose from "
                           f"{', '.join(QUEUES)}", code="unknown_queue"))
+    guarded(lambda: wait_for_stack(settings, schema=True))
     # The worker app lives in the ``workers`` package, which nothing in ``app`` imports:
-    # this process becomes ``celery -A workers.celery_app worker``.
+    # this process becomes ``celery -A workers.celery_app worker`` (after the wait above, so
+    # the connections it opened are closed before the exec).
     argv = [sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
             "-Q", ",".join(queues), "-c", str(concurrency), "--loglevel", log_level]
     sys.stdout.flush()
@@ -281,6 +308,7 @@ def db_upgrade(
     from app.db.migrate import current, upgrade
 
     settings = load_settings()
+    guarded(lambda: wait_for_stack(settings, schema=False))
     upgrade(settings, revision)
     out.print(f"database at revision {current(settings)} ({_where(settings)})",
               highlight=False)
@@ -305,6 +333,7 @@ def tenants_create(
     settings = load_settings()
 
     def run() -> tuple[uuid.UUID, str]:
+        wait_for_stack(settings, schema=True)
         with runtime_for(settings) as runtime, session_scope(runtime.session_factory) as s:
             tenant, key = create_tenant(s, name, rate_limit_per_minute=rate_limit,
                                         upload_quota_bytes=quota_bytes)

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     caption_lock_ttl_s: float = Field(default=120.0, gt=0)  # single-flight lock lifetime
     caption_wait_s: float = Field(default=900.0, gt=0)  # longest wait for another's caption
     decode_ahead: int = Field(default=32, ge=1)  # nodes decoded ahead of the captioner
+    # Full stack: how long the API, workers and `vidnav db upgrade` wait at start for
+    # Postgres, Redis (and the migrated schema) before giving up.
+    startup_wait_s: float = Field(default=120.0, ge=0)
 
     # --- API ------------------------------------------------------------------------------
     rate_limit_per_minute: int = Field(default=600, ge=1)

@@ -33,6 +33,15 @@ def downgrade(settings: Settings, revision: str = "base") -> None:
     command.downgrade(alembic_config(settings), revision)
 
 
+def heads() -> set[str]:
+    """The head revision(s) of ``migrations/``: what ``upgrade`` brings a database to."""
+    from alembic.script import ScriptDirectory
+
+    config = Config(str(ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    return set(ScriptDirectory.from_config(config).get_heads())
+
+
 def current(settings: Settings) -> str | None:
     """The revision the database is at, or None when it has never been migrated."""
     from alembic.runtime.migration import MigrationContext
