@@ -54,8 +54,9 @@ RUN --mount=type=cache,id=vidnav-pip,target=/root/.cache/pip \
     /opt/venv/bin/pip check
 
 # --- the image --------------------------------------------------------------------------------
-FROM os AS app
-COPY --from=build /opt/venv /opt/venv
+# On top of the build stage rather than a copy of its venv into `os`: the stages differ only by
+# python3-venv (no compiler), and a 2 GB COPY --from is re-hashed on every build.
+FROM build AS app
 WORKDIR /app
 COPY --chown=root:root alembic.ini pyproject.toml ./
 COPY --chown=root:root migrations ./migrations

@@ -37,6 +37,8 @@ if [ "$dev" = 1 ] && { ! command -v chromium >/dev/null || ! command -v chromedr
 fi
 
 if [ "$dev" = 1 ]; then
+  # Containers for the compose test (tests/deploy): podman, runc, debootstrap, their config.
+  bash scripts/setup_podman.sh
   if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
     log "starting PostgreSQL"
     as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
