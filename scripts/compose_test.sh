@@ -65,6 +65,7 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
+trap 'exit 143' INT TERM
 
 # --- 1. images -------------------------------------------------------------------------------
 start=$(now)
@@ -123,6 +124,10 @@ wait_healthy() {  # run the health checks podman-compose does not run, until all
     for svc in "$@"; do
       c=$(cname "$svc")
       [ -n "$c" ] || die "no container for service $svc"
+      # A crash at start shows as a restart (restart: unless-stopped): fail now, not at the end.
+      [ "$(podman inspect --format '{{.State.Status}} {{.RestartCount}}' "$c")" = "running 0" ] \
+        || die "$svc is not running as started: $(podman inspect --format \
+             '{{.State.Status}}, {{.RestartCount}} restarts' "$c")"
       podman healthcheck run "$c" >/dev/null 2>&1 || pending="$pending $svc"
     done
     [ -z "$pending" ] && return 0
@@ -161,6 +166,9 @@ if [ -z "${VIDNAV_COMPOSE_SKIP_VLLM:-}" ]; then
   # --- 3. the cpu-vllm stack: the policy on vLLM, and a worker killed mid-job ------------------
   [ -f .cache/models/smollm2-135m-instruct/config.json ] \
     || die "no converted SmolLM2 in .cache/models: run scripts/setup_vllm_cpu.sh"
+  # vLLM runs as a non-root user in its container: the mounted model must be world-readable
+  # (the conversion writes the weights 0600).
+  chmod -R a+rX .cache/models/smollm2-135m-instruct
   log "cpu stack: down (volumes kept); cpu-vllm stack: up"
   compose down >/dev/null 2>&1
   write_env cpu-vllm
