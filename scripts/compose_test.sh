@@ -167,8 +167,9 @@ if [ -z "${VIDNAV_COMPOSE_SKIP_VLLM:-}" ]; then
   [ -f .cache/models/smollm2-135m-instruct/config.json ] \
     || die "no converted SmolLM2 in .cache/models: run scripts/setup_vllm_cpu.sh"
   # vLLM runs as a non-root user in its container: the mounted model must be world-readable
-  # (the conversion writes the weights 0600).
-  chmod -R a+rX .cache/models/smollm2-135m-instruct
+  # (scripts/convert_smollm2.py makes it so; setup_vllm_cpu.sh repairs an older conversion).
+  [ -z "$(find .cache/models/smollm2-135m-instruct ! -perm -o=r -print -quit)" ] \
+    || die "the converted SmolLM2 is not readable by every user: run scripts/setup_vllm_cpu.sh"
   log "cpu stack: down (volumes kept); cpu-vllm stack: up"
   compose down >/dev/null 2>&1
   write_env cpu-vllm

@@ -111,6 +111,7 @@ def convert(gguf_path: Path, out_dir: Path) -> dict[str, object]:
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+    make_world_readable(out_dir)
     return {
         "out_dir": str(out_dir),
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -118,6 +119,17 @@ def convert(gguf_path: Path, out_dir: Path) -> dict[str, object]:
         "eos_token_id": eos_id,
         "tie_word_embeddings": bool(config.tie_word_embeddings),
     }
+
+
+def make_world_readable(out_dir: Path) -> None:
+    """Let every user read the checkpoint (files a+r, folders a+rx).
+
+    safetensors writes its file with mode 0600 whatever the umask, and the model is served by
+    processes of other users too: docker-compose.yml mounts this folder read-only into the
+    vLLM container, which runs as a non-root user."""
+    for path in [out_dir, *out_dir.rglob("*")]:
+        extra = 0o555 if path.is_dir() else 0o444
+        path.chmod(path.stat().st_mode | extra)
 
 
 def smoke_generate(out_dir: Path) -> str:

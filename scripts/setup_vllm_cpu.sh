@@ -67,6 +67,11 @@ fi
 if [[ ! -f "$MODEL_DIR/config.json" || ! -f "$MODEL_DIR/tokenizer_config.json" ]]; then
   log "converting SmolLM2 GGUF -> $MODEL_DIR"
   "$VPY" "$REPO_ROOT/scripts/convert_smollm2.py" --out "$MODEL_DIR"
+elif [[ -n "$(find "$MODEL_DIR" ! -perm -o=r -print -quit)" ]]; then
+  # Converted before convert_smollm2.py made its output readable to every user (safetensors
+  # writes 0600); the vLLM container of the compose stack reads it as another user.
+  log "model already converted at $MODEL_DIR; making it readable to every user"
+  chmod -R a+rX "$MODEL_DIR"
 else
   log "model already converted at $MODEL_DIR"
 fi
