@@ -25,9 +25,13 @@ CONNECT_TIMEOUT_S = 3
 
 def _database_problem(settings: Settings, *, schema: bool) -> str | None:
     where = make_url(settings.sqlalchemy_url)
-    label = f"Postgres at {where.host}:{where.port or 5432}/{where.database}"
+    postgres = where.get_backend_name() == "postgresql"
+    label = (f"Postgres at {where.host}:{where.port or 5432}/{where.database}" if postgres
+             else f"the database {where.render_as_string(hide_password=True)}")
+    # connect_timeout is libpq's: sqlite3 would refuse it.
     engine = create_engine(settings.sqlalchemy_url,
-                           connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+                           connect_args={"connect_timeout": CONNECT_TIMEOUT_S} if postgres
+                           else {})
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))

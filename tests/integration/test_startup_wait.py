@@ -113,6 +113,13 @@ def test_the_embedded_default_needs_nothing(tmp_path) -> None:
     assert missing_dependencies(Settings(data_dir=tmp_path), schema=True) == []
 
 
+def test_a_sqlite_database_url_is_checked_too(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'other.db'}", data_dir=tmp_path)
+    assert missing_dependencies(settings, schema=False) == []
+    [problem] = missing_dependencies(settings, schema=True)
+    assert problem.startswith("the database sqlite:///") and "vidnav db upgrade" in problem
+
+
 # --- the CLI's entry points ------------------------------------------------------------------
 
 
