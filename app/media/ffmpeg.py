@@ -47,6 +47,7 @@ INPUT_OPTIONS: tuple[str, ...] = (
     "-format_whitelist", ",".join(SAFE_DEMUXERS),
 )
 STDERR_TAIL_BYTES = 16 * 1024
+INPUT_NAME = "input"  # how diagnostics name the input file (see ``run_tool``)
 _URL_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 _NOT_ON_WHITELIST_RE = re.compile(r"\[([\w,]+) @ [^\]]*\] Format not on whitelist")
 
@@ -131,17 +132,18 @@ def check_local_file(path: str | os.PathLike[str]) -> Path:
     resolved = Path(text).resolve()
     try:
         st = resolved.stat()
+    # Details name the file, never its folder: the API shows them to whoever uploaded it.
     except FileNotFoundError:
         raise media_error("not_media", "the video file does not exist",
-                          path=str(resolved)) from None
+                          path=resolved.name) from None
     except OSError as exc:
         raise media_error("not_media", f"the video file cannot be read: {exc.strerror}",
-                          path=str(resolved)) from None
+                          path=resolved.name) from None
     if not stat.S_ISREG(st.st_mode):
         raise media_error("unsafe_input", "the video is not a regular file",
-                          path=str(resolved))
+                          path=resolved.name)
     if st.st_size == 0:
-        raise media_error("not_media", "the video file is empty", path=str(resolved))
+        raise media_error("not_media", "the video file is empty", path=resolved.name)
     return resolved
 
 
@@ -181,7 +183,17 @@ def explain_open_failure(stderr: str, path: Path) -> MediaError:
 
 def _last_line(stderr: str) -> str:
     lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
-    return lines[-1][:300] if lines else "no diagnostic from ffmpeg"
+    return lines[-1].removeprefix(f"{INPUT_NAME}: ")[:300] if lines else \
+        "no diagnostic from ffmpeg"
+
+
+def _hide_inputs(stderr: str, args: Sequence[str]) -> str:
+    """ffmpeg's diagnostics with each input file's location replaced by ``INPUT_NAME``:
+    they end up in error messages, and a user must not learn where the server keeps files."""
+    for arg in args:
+        if arg.startswith("file:") and len(arg) > len("file:"):
+            stderr = stderr.replace(arg, INPUT_NAME).replace(arg[len("file:"):], INPUT_NAME)
+    return stderr
 
 
 def run_tool(args: Sequence[str], *, timeout_s: float, max_stdout: int, what: str
@@ -190,6 +202,7 @@ def run_tool(args: Sequence[str], *, timeout_s: float, max_stdout: int, what: st
 
     The child gets its own process group so a timeout kills it and anything it spawned;
     stdout beyond ``max_stdout`` bytes kills it too (a hostile file must not fill memory).
+    The stderr returned names input files ``INPUT_NAME``, not by their location.
     """
     proc = subprocess.Popen(
         list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -239,7 +252,7 @@ def run_tool(args: Sequence[str], *, timeout_s: float, max_stdout: int, what: st
             thread.join(timeout=5)
         proc.stdout.close()
         proc.stderr.close()
-    stderr = bytes(err[-STDERR_TAIL_BYTES:]).decode("utf-8", "replace")
+    stderr = _hide_inputs(bytes(err[-STDERR_TAIL_BYTES:]).decode("utf-8", "replace"), args)
     if overflow.is_set():
         raise media_error("unsafe_input", f"{what} produced more output than expected "
                           f"({max_stdout} bytes); the file is inconsistent", limit=max_stdout)
