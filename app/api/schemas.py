@@ -96,6 +96,12 @@ class VideoDetail(VideoPublic):
     probe: dict[str, Any] | None = Field(description="ffprobe facts about the file")
     tree: TreePublic
 
+    @field_validator("probe")
+    @classmethod
+    def _no_server_path(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        # The stored probe keeps where the file lives on the server; clients never see it.
+        return None if value is None else {k: v for k, v in value.items() if k != "path"}
+
 
 class VideoList(BaseModel):
     items: list[VideoPublic]

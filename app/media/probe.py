@@ -163,6 +163,40 @@ def _checked_duration(video: dict[str, Any], fmt: dict[str, Any], container: str
     return duration
 
 
+def check_complete(probe: VideoProbe, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+    """Refuse a file whose index promises frames its data does not hold (``truncated``).
+
+    An MP4 written with its index first (faststart) and cut off, as an interrupted copy
+    leaves it, still probes as the whole video. Reading the packets from the last keyframe
+    before the end tells: ffprobe reads none (the keyframe is gone) or reports a
+    ``partial file``. Containers whose frames were counted packet by packet
+    (``frame_count_method`` not ``nb_frames``) are only as long as their data, so they
+    pass as they are; so does a file this check cannot finish in time (a stream with few
+    keyframes is read from its last one).
+    """
+    if probe.frame_count_method != "nb_frames":
+        return
+    file = Path(probe.path)
+    near_end = probe.video_start_time_s + probe.duration_s * 0.99
+    args = [str(find_ffprobe()), "-v", "error", "-hide_banner", *input_args(file),
+            "-read_intervals", f"{near_end:.6f}%",
+            "-select_streams", str(probe.video_stream_index),
+            "-show_entries", "packet=pos", "-of", "csv=p=0"]
+    try:
+        result = run_tool(args, timeout_s=timeout_s, max_stdout=PROBE_OUTPUT_LIMIT,
+                          what="checking the end of the video")
+    except MediaError as exc:
+        if exc.code in ("media_timeout", "unsafe_input"):  # too long to tell: let it be
+            return
+        raise
+    if result.returncode == 0 and (not result.stdout.strip() or "partial file" in result.stderr):
+        raise media_error(
+            "truncated", f"the file is truncated: its index promises {probe.num_frames} "
+            f"frames over {probe.duration_s:.1f} s, but the data ends before the last of them",
+            num_frames=probe.num_frames, duration_s=probe.duration_s,
+        )
+
+
 def _ffprobe_json(file: Path, timeout_s: float) -> dict[str, Any]:
     args = [str(find_ffprobe()), "-v", "error", "-hide_banner", *input_args(file),
             "-show_format", "-show_streams", "-of", "json"]

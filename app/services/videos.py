@@ -54,13 +54,21 @@ class _HashingFileTarget(BaseTarget):  # type: ignore[misc]
         self.size = 0
         self.sha256 = hashlib.sha256()
         self.exceeded = False
-        self.seen = False
+        self.parts = 0  # more than one: the client sent several parts of this name
+        self.complete = False  # the part's closing boundary arrived
+
+    @property
+    def seen(self) -> bool:
+        return self.parts > 0
 
     def on_start(self) -> None:
-        self.seen = True
+        self.parts += 1
+
+    def on_finish(self) -> None:
+        self.complete = True
 
     def on_data_received(self, chunk: bytes) -> None:
-        if self.exceeded:
+        if self.exceeded or self.parts > 1:
             return
         self.size += len(chunk)
         if self.size > self.limit:
@@ -159,6 +167,13 @@ async def receive_upload(
                 parser.data_received(data)
             except ParseFailedException as exc:
                 raise InvalidInput(f"bad multipart body: {exc}", code="invalid_multipart") from exc
+            except UnicodeDecodeError:
+                # Part headers (a file name) that are not UTF-8.
+                raise InvalidInput("bad multipart body: a part header is not UTF-8",
+                                   code="invalid_multipart") from None
+            if target.parts > 1:
+                raise InvalidInput(f"the multipart body has more than one {file_field!r} part; "
+                                   "upload one video per request", code="invalid_multipart")
             if on_progress is not None and not target.exceeded:
                 on_progress(target.size)
 
@@ -177,6 +192,11 @@ async def receive_upload(
         if not target.seen:
             raise InvalidInput(f"the multipart body has no {file_field!r} file field",
                                code="missing_file")
+        if not target.complete:
+            # The body stopped inside the file: what arrived is a truncated upload.
+            raise InvalidInput(f"the multipart body ends inside the {file_field!r} part "
+                               "(no closing boundary): the upload is incomplete",
+                               code="invalid_multipart")
         fh.close()
         fields = {
             name: value_target.value.decode("utf-8", "replace")
@@ -225,12 +245,19 @@ def register_upload(
         existing = _find_by_sha(session, tenant_id, upload.sha256)
         if existing is not None:
             return existing, False
-        from app.media.probe import probe_video
+        from app.media.ffmpeg import MediaError
+        from app.media.probe import check_complete, probe_video
 
-        probe = probe_video(
-            upload.path, max_duration_s=settings.max_video_duration_s,
-            max_pixels=settings.max_video_pixels, timeout_s=settings.ffprobe_timeout_s,
-        )
+        try:
+            probe = probe_video(
+                upload.path, max_duration_s=settings.max_video_duration_s,
+                max_pixels=settings.max_video_pixels, timeout_s=settings.ffprobe_timeout_s,
+            )
+            # A stored upload must be whole: a cut-off file would fail only when captioned.
+            check_complete(probe, timeout_s=settings.ffprobe_timeout_s)
+        except MediaError as exc:
+            exc.details.pop("path", None)  # the temp file's name means nothing to the client
+            raise
         geometry = VideoGeometry(probe.num_frames, probe.fps, tree_config)
         video_id = uuid.uuid4()
         folder = settings.videos_dir / str(video_id)
