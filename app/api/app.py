@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from app.api.deps import ApiState
 from app.api.errors import install_error_handlers
 from app.api.fastpath import JobReadFastPath
-from app.api.middleware import RequestMetricsMiddleware
+from app.api.middleware import RequestBodyLimit, RequestMetricsMiddleware
 from app.api.routers import jobs, media, system, ui, videos
 from app.db.repositories import AsyncJobReader
 from app.errors import exit_with
@@ -23,6 +23,9 @@ from app.services.runtime import Runtime
 from app.settings import Settings, SettingsError, get_settings
 
 API_VERSION = "1.0.0"
+# The largest JSON body a route takes (a question with 26 options of 1000 characters is
+# under 40 KB); routes with files set their own in ``RequestBodyLimit``'s table.
+JSON_BODY_LIMIT_BYTES = 256 * 1024
 DESCRIPTION = """Ask questions about long videos. Upload a video, post questions, and follow
 each job as the navigator reads the video's caption tree (LongVideo-R1).
 
@@ -139,6 +142,8 @@ def create_app(
     install_error_handlers(app)
     if job_read_fast_path:
         app.add_middleware(JobReadFastPath)  # inside the metrics middleware (added last)
+    app.add_middleware(RequestBodyLimit, default_bytes=JSON_BODY_LIMIT_BYTES,
+                       limits=videos.BODY_LIMITS)
     app.add_middleware(RequestMetricsMiddleware, metrics=http_metrics)
     # Routes are matched in order: jobs first, as ``GET /v1/jobs/{id}`` is what dashboards
     # poll (no path of one router can match another's, so the order changes nothing else).

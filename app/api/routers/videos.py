@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Annotated
 
@@ -21,6 +22,7 @@ from app.api.schemas import (
     VideoPublic,
 )
 from app.db.models import VideoStatus
+from app.media.subtitles import MAX_SUBTITLE_BYTES
 from app.services import jobs, subtitles, videos
 from app.services.jobs import QuestionInput
 from app.services.videos import UploadTooLarge
@@ -32,6 +34,13 @@ AUTH_ERRORS = (401, 422, 429, 500)
 # Multipart framing around the file part is small; a declared length beyond the limit by
 # more than this cannot fit and is refused before a byte is read.
 MULTIPART_SLACK_BYTES = 1 << 20
+# Request bodies of these routes for ``app.api.middleware.RequestBodyLimit`` (other routes
+# take JSON of at most its default); the upload streams and limits its body itself.
+BODY_LIMITS: tuple[tuple[str, re.Pattern[str], int | None], ...] = (
+    ("POST", re.compile(r"/v1/videos/?"), None),
+    ("POST", re.compile(r"/v1/videos/[^/]+/subtitles/?"),
+     MAX_SUBTITLE_BYTES + MULTIPART_SLACK_BYTES),
+)
 
 _UPLOAD_BODY = {
     "requestBody": {
@@ -169,8 +178,6 @@ def add_subtitles(
     format: Annotated[str | None, Form(pattern="^(srt|vtt|webvtt)$",
                                        description="Overrides the file name's extension")] = None,
 ) -> SubtitlePublic:
-    from app.media.subtitles import MAX_SUBTITLE_BYTES
-
     data = file.file.read(MAX_SUBTITLE_BYTES + 1)
     row = subtitles.add_subtitles(
         uow.session, tenant.tenant_id, video_id, data, format or file.filename or "",
@@ -191,7 +198,7 @@ def list_subtitles(video_id: uuid.UUID, tenant: Tenant, uow: UoW) -> list[Subtit
     summary="Ask a question about a video",
     responses={
         200: {"model": JobPublic, "description": "A retry with the same Idempotency-Key"},
-        **error_responses(400, 404, 409, *AUTH_ERRORS),
+        **error_responses(400, 404, 409, 413, *AUTH_ERRORS),
     },
 )
 def ask_question(
