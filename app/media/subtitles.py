@@ -6,6 +6,7 @@ frame (``lines_at``) and a node's lines beside its frames (``lines_overlapping``
 
 from __future__ import annotations
 
+import heapq
 import html
 import os
 import re
@@ -29,7 +30,15 @@ TEXT_SUBTITLE_CODECS = frozenset({
     "subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text", "microdvd", "subviewer",
     "subviewer1", "sami", "realtext", "jacosub", "mpl2", "pjs", "vplayer", "stl", "eia_608",
 })
-MAX_SUBTITLE_BYTES = 32 * 1024 * 1024
+# Bounds on one subtitle track, far above real ones (a six-hour film has some 10,000 short
+# cues, rarely three on screen at once). Each cue showing at a frame is copied into that
+# frame's label in every caption request, so a small file of long or piled-up cues could
+# otherwise make each request megabytes long; and parsing is Python, about a second per
+# 25,000 cues.
+MAX_SUBTITLE_BYTES = 8 * 1024 * 1024
+MAX_CUES = 30_000
+MAX_CUE_CHARS = 1_000
+MAX_CUES_AT_ONCE = 16
 EXTRACT_TIMEOUT_S = 120.0
 
 _TIME = r"(?:(\d{1,3}):)?(\d{1,2}):(\d{1,2})[,.](\d{1,3})"
@@ -163,6 +172,9 @@ def _parse_cues(text: str, *, webvtt: bool) -> list[SubtitleLine]:
     blocks = [b for b in re.split(r"\n[ \t]*\n", body) if b.strip()]
     lines: list[SubtitleLine] = []
     rejected = 0
+    if len(blocks) > MAX_CUES + int(webvtt):  # + the WebVTT header
+        raise media_error("bad_subtitles", f"the file has more than {MAX_CUES} cues",
+                          kind="too_large", max_cues=MAX_CUES)
     for block_index, block in enumerate(blocks):
         rows = block.strip("\n").split("\n")
         if webvtt and (block_index == 0 and rows[0].startswith("WEBVTT")):
@@ -183,6 +195,10 @@ def _parse_cues(text: str, *, webvtt: bool) -> list[SubtitleLine]:
             rejected += 1
             continue
         cue_text = _clean("\n".join(rows[timing_at + 1:]), webvtt=webvtt)
+        if len(cue_text) > MAX_CUE_CHARS:
+            raise media_error("bad_subtitles", f"a cue at {start:.3f} s has more than "
+                              f"{MAX_CUE_CHARS} characters", kind="too_large",
+                              max_cue_chars=MAX_CUE_CHARS)
         if cue_text:
             lines.append(SubtitleLine(start=start, end=end, text=cue_text))
     if not lines and rejected:
@@ -190,7 +206,21 @@ def _parse_cues(text: str, *, webvtt: bool) -> list[SubtitleLine]:
         raise media_error("bad_subtitles", f"no valid {kind} cue was found in the file",
                           rejected_blocks=rejected)
     lines.sort(key=lambda ln: (ln.start, ln.end))
+    _check_piling(lines)
     return lines
+
+
+def _check_piling(lines: Sequence[SubtitleLine]) -> None:
+    """Refuse more than ``MAX_CUES_AT_ONCE`` cues on screen at one instant (sorted input)."""
+    showing: list[float] = []  # end times of the cues on screen, a heap
+    for line in lines:
+        while showing and showing[0] < line.start:
+            heapq.heappop(showing)
+        heapq.heappush(showing, line.end)
+        if len(showing) > MAX_CUES_AT_ONCE:
+            raise media_error("bad_subtitles", f"more than {MAX_CUES_AT_ONCE} cues are on "
+                              f"screen at {line.start:.3f} s",
+                              max_cues_at_once=MAX_CUES_AT_ONCE)
 
 
 def _seconds(groups: Sequence[str | None]) -> float:

@@ -23,6 +23,8 @@ def add_subtitles(
     if language is not None and not (1 <= len(language) <= 20):
         raise InvalidInput("language must have 1 to 20 characters", code="invalid_language")
     lines = parse_subtitles(data, name_or_format)
+    if not lines:
+        raise InvalidInput("the subtitle file holds no cues", code="bad_subtitles")
     fmt = name_or_format.lower().rsplit(".", 1)[-1]
     row = Subtitle(
         video_id=video.id, source="upload", format="vtt" if fmt in ("vtt", "webvtt") else "srt",
