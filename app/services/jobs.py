@@ -15,6 +15,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.core import protocol
 from app.db.base import utcnow
 from app.db.models import (
     FINISHED_JOB_STATUSES,
@@ -75,6 +76,9 @@ def create_job(
     different request under the same key is a conflict. Questions on a video still being
     captioned are accepted: the job waits for the captions it needs.
     """
+    # What the navigator would refuse when the job runs is refused now (InvalidQuestion).
+    protocol.question_text(question.question, protocol.normalize_options(question.options)
+                           if question.options else ())
     video = get_video(session, tenant_id, video_id)
     if video.status == "failed":
         raise Conflict("the video failed to process; upload it again",
