@@ -324,6 +324,7 @@ class OpenAIChatClient:
         text = content if isinstance(content, str) else ""
         if isinstance(reasoning, str) and reasoning and "<think>" not in text:
             text = f"<think>{reasoning}</think>{text}"
+        text = _storable(text)
         usage = payload.get("usage") if isinstance(payload, dict) else None
         usage = usage if isinstance(usage, dict) else {}
         return text, {
@@ -339,6 +340,19 @@ class OpenAIChatClient:
             details={"role": self.role, "url": self._url, "model": self.model,
                      "attempts": attempts, "status": status},
         )
+
+
+def _storable(text: str) -> str:
+    """The reply without what no store can hold: NUL characters (Postgres text and JSON
+    refuse them) and lone surrogates (JSON escapes that are not UTF-8; as '?'). A reply
+    holding either once failed its job when the round was saved."""
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def _int_or_none(value: object) -> int | None:
