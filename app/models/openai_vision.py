@@ -24,7 +24,7 @@ from app.core.protocol import (
     video_qa_messages,
 )
 from app.core.tree import LEVELS, TreeConfig, max_side
-from app.errors import InvalidInput
+from app.errors import InvalidInput, ModelError
 from app.models.base import NodeFrames, VisionOutput
 from app.models.images import to_jpeg_data_uri
 from app.models.openai_client import OpenAIChatClient
@@ -137,7 +137,15 @@ class OpenAICaptioner:
             num_words=self.config.caption_words(frames.level),
         )
         reply, usage = await self.client.chat(messages)
-        return VisionOutput(text=extract_caption(reply), raw_reply=reply, usage=usage)
+        caption = extract_caption(reply)
+        if not caption.strip():
+            # Captions are kept for good (keyed by content): an empty one would be served
+            # to every later question; an error lets the job ask again.
+            raise ModelError(
+                f"the captioner model {self.model!r} answered an empty caption for node "
+                f"{frames.node!r}", code="model_bad_response",
+                details={"role": "captioner", "model": self.model, "node": list(frames.node)})
+        return VisionOutput(text=caption, raw_reply=reply, usage=usage)
 
 
 class OpenAIFrameQA:
