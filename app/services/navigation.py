@@ -19,7 +19,7 @@ import httpx
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from app.core.navigator import Budgets, navigate
+from app.core.navigator import Budgets, navigate, trace_of
 from app.core.trace import Trace, TraceRound
 from app.db.base import utcnow
 from app.db.models import FINISHED_JOB_STATUSES, Job, JobStatus, TraceStep, Video
@@ -68,16 +68,18 @@ def navigate_job(runtime: Runtime, job_id: uuid.UUID, *, final_attempt: bool = T
         if not final_attempt:
             events.publish(job_id, {"type": "status", "status": "retrying", "error": exc.message})
             raise RetryLater(exc.message, failure=True) from exc
-        _finish(runtime, job_id, start.attempt, None, status="failed", error_code=exc.code,
+        # The partial trace (captions read, rounds done, the error) goes in the summary.
+        _finish(runtime, job_id, start.attempt, trace_of(exc), status="failed",
+                error_code=exc.code,
                 error=f"{exc.message} (gave up after {start.attempt} attempts)")
         return
     except VidnavError as exc:
-        _finish(runtime, job_id, start.attempt, None, status="failed", error_code=exc.code,
-                error=exc.message)
+        _finish(runtime, job_id, start.attempt, trace_of(exc), status="failed",
+                error_code=exc.code, error=exc.message)
         return
     except Exception as exc:
         logger.exception("navigation of job %s crashed", job_id)
-        _finish(runtime, job_id, start.attempt, None, status="failed",
+        _finish(runtime, job_id, start.attempt, trace_of(exc), status="failed",
                 error_code="internal_error", error=f"navigation failed unexpectedly: {exc!r}")
         return
     status = _OUTCOME_STATUS.get(trace.outcome or "", "failed")
