@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from app.db.models import Job, Subtitle, Video
 from app.services.runtime import Runtime
 from tests.integration.api import conftest as api_tier
+from tests.integration.hostile import stack
 from tests.integration.hostile.specimens import Specimen, build_specimens
 from tests.support.hostile_report import Tally
 
@@ -36,6 +37,8 @@ runtime = api_tier.runtime
 small_video = api_tier.small_video
 tenant = api_tier.tenant
 video = api_tier.video
+# The API on the full service with scripted models (see stack.py).
+rig = pytest.fixture(stack.rig)
 
 
 def server_paths(runtime: Runtime) -> list[str]:
