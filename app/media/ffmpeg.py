@@ -130,9 +130,9 @@ def check_local_file(path: str | os.PathLike[str]) -> Path:
         raise media_error("unsafe_input", "only local files are read, not URLs",
                           path=text[:200])
     resolved = Path(text).resolve()
+    # Details name the file, never its folder: the API shows them to whoever uploaded it.
     try:
         st = resolved.stat()
-    # Details name the file, never its folder: the API shows them to whoever uploaded it.
     except FileNotFoundError:
         raise media_error("not_media", "the video file does not exist",
                           path=resolved.name) from None

@@ -177,7 +177,8 @@ def check_complete(probe: VideoProbe, *, timeout_s: float = DEFAULT_TIMEOUT_S) -
     if probe.frame_count_method != "nb_frames":
         return
     file = Path(probe.path)
-    near_end = probe.video_start_time_s + probe.duration_s * 0.99
+    # The last second (the last 1 % of a short video): only its GOP is read.
+    near_end = probe.video_start_time_s + max(probe.duration_s * 0.99, probe.duration_s - 1.0)
     args = [str(find_ffprobe()), "-v", "error", "-hide_banner", *input_args(file),
             "-read_intervals", f"{near_end:.6f}%",
             "-select_streams", str(probe.video_stream_index),
