@@ -52,8 +52,10 @@ def _hmsm(ms: int) -> tuple[int, int, int, int]:
     return ms // 3_600_000, ms // 60_000 % 60, ms // 1000 % 60, ms % 1000
 
 
-PLAIN_TEXT = st.text(alphabet=st.characters(categories=("L", "N", "Zs", "Po")), min_size=1,
-                     max_size=120).filter(lambda t: t.strip() != "")
+# Text any subtitle or question may hold (no backslash: backslash-N breaks a subtitle line).
+PLAIN_TEXT = st.text(alphabet=st.characters(categories=("L", "N", "Zs", "Po"),
+                                            exclude_characters="\\"),
+                     min_size=1, max_size=120).filter(lambda t: t.strip() != "")
 GOOD_STAMPS = st.builds(_stamp, st.tuples(st.integers(0, 2), st.integers(0, 59),
                                           st.integers(0, 59), st.integers(0, 999)),
                         st.sampled_from([",", "."]))
@@ -185,7 +187,8 @@ def test_upload_subtitles_and_questions_fuzzed(app, runtime, make_tenant, small_
             elif framing == "no-type":
                 headers["Content-Type"] = "application/octet-stream"
             response = self.send("upload", "POST", "/v1/videos", headers=headers, content=body)
-            if framing == "plain" and not tail and not damage and mode != "x":
+            plain_name = name.isprintable() and not set(name) & set('"\\;')
+            if framing == "plain" and not tail and not damage and mode != "x" and plain_name:
                 assert response.status_code in (200, 201), response.text  # a real video
             if response.status_code in (200, 201):
                 video_id = response.json()["id"]
