@@ -21,6 +21,7 @@ from hypothesis.stateful import (
     Bundle,
     RuleBasedStateMachine,
     consumes,
+    initialize,
     invariant,
     multiple,
     rule,
@@ -163,6 +164,13 @@ def test_upload_subtitles_and_questions_fuzzed(app, runtime, make_tenant, small_
             return response
 
         # --- rules ----------------------------------------------------------------------
+
+        @initialize(target=videos)
+        def first_video(self) -> Any:
+            """Every run starts with a video, so the rules that need one are drawn from the
+            first step on."""
+            return self.upload(clip=0, tail=b"", name="first.mp4", damage=[],
+                               mode=None, framing="plain")
 
         @rule(target=videos, clip=st.sampled_from([0, 1]), tail=st.binary(max_size=64),
               name=NAMES, damage=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
