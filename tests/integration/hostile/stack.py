@@ -15,10 +15,10 @@ import httpx
 from pydantic import SecretStr
 
 from app.api.app import create_app
-from app.services.queue import InlineQueue
-from app.services.runtime import Runtime, build_runtime
+from app.bootstrap import build_runtime
+from app.bootstrap.inline_queue import InlineQueue
+from app.services.runtime import Runtime
 from app.settings import Settings
-from tests.integration.api.conftest import RecordingQueue
 from tests.support.scripted_server import ScriptedServer
 
 POLICY, CAPTIONER, VIDEO_QA = "policy-m", "captioner-m", "videoqa-m"
@@ -113,8 +113,9 @@ async def rig(integration_settings: Settings, scripted_server: ScriptedServer, m
         "caption_mode": "lazy", "transcribe": False, "high_frames": 4, "medium_frames": 4,
         "low_frames": 2, "videoqa_frames": 2, "gc_freeze": False,
     })
-    runtime = build_runtime(settings, queue=RecordingQueue())
-    runtime.queue = InlineQueue(runtime)
+    queue = InlineQueue()
+    runtime = build_runtime(settings, queue=queue)
+    queue.bind(runtime)
     app = create_app(runtime, auth_cache_ttl_s=0.0)
     tenant = make_tenant("faults")
     try:
