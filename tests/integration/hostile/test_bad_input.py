@@ -323,3 +323,24 @@ async def test_bad_subtitle_files(client, tenant, video, runtime, leftovers: Lef
     ok = await client.post(url, headers=tenant.headers, files={
         "file": ("a.srt", "1\n00:00:01,000 --> 00:00:02,000\nCaf\u00e9\n".encode("cp1252"))})
     assert ok.status_code == 201 and ok.json()["line_count"] == 1
+
+
+async def test_polyglots_come_back_as_video_or_bytes_never_as_a_page(client, tenant, runtime,
+                                                                     small_video, tally) -> None:
+    """A valid video with HTML or a zip around it may be stored; served back, it is a video
+    or a download, never something a browser renders."""
+    html = b"<html><script>alert(document.cookie)</script></html>"
+    for name, data in (("page.html", small_video + html), ("image.svg", small_video + b"PK"),
+                       ("clip.mp4", small_video + html + b"x")):
+        uploaded = await client.post("/v1/videos", headers=tenant.headers,
+                                     files={"file": (name, data, "text/html")})
+        tally.add("inputs_tried")
+        assert uploaded.status_code == 201, uploaded.text
+        tally.add("inputs_accepted")
+        served = await client.get(f"/v1/videos/{uploaded.json()['id']}/content",
+                                  headers=tenant.headers)
+        assert served.status_code == 200 and served.content == data
+        kind = served.headers["content-type"]
+        assert kind.startswith(("video/", "application/octet-stream")), (name, kind)
+        assert served.headers["x-content-type-options"] == "nosniff"
+        assert_no_server_path(served.headers.get("content-disposition", ""), runtime, tally)
