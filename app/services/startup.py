@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import redis
 from sqlalchemy import create_engine, text
@@ -36,7 +37,8 @@ def _database_problem(settings: Settings, *, schema: bool) -> str | None:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        reason = " ".join(str(exc.orig if getattr(exc, "orig", None) else exc).split())
+        orig = getattr(exc, "orig", None)  # the driver's own error says it best
+        reason = " ".join(str(orig or exc).split())
         return f"{label} is not answering ({reason})"
     finally:
         engine.dispose()
@@ -49,8 +51,8 @@ def _database_problem(settings: Settings, *, schema: bool) -> str | None:
 
 
 def _redis_problem(url: str) -> str | None:
-    where = redis.connection.parse_url(url)
-    label = f"Redis at {where.get('host', 'localhost')}:{where.get('port', 6379)}"
+    where = urlsplit(url)
+    label = f"Redis at {where.hostname or 'localhost'}:{where.port or 6379}"
     client = redis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S,
                                   socket_timeout=CONNECT_TIMEOUT_S)
     try:
