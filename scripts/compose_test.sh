@@ -54,18 +54,26 @@ cleanup() {
   if [ -f "$ENV_FILE" ]; then
     compose --profile cpu-vllm down -v >/dev/null 2>&1
   fi
-  # Whatever down left (a container started by hand, a volume, the network): ours by label.
+  remove_ours
+  rm -rf "$work"
+  exit "$rc"
+}
+remove_ours() {  # every container, volume, network and pod of this project, by label and name
   podman ps -aq --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman rm -f \
     >/dev/null 2>&1
   podman volume ls -q --filter "label=io.podman.compose.project=$PROJECT" \
     | xargs -r podman volume rm -f >/dev/null 2>&1
+  podman volume ls -q | grep "^${PROJECT}_" | xargs -r podman volume rm -f >/dev/null 2>&1
   podman network rm -f "${PROJECT}_default" >/dev/null 2>&1
   podman pod rm -f "pod_${PROJECT}" >/dev/null 2>&1
-  rm -rf "$work"
-  exit "$rc"
+  return 0
 }
 trap cleanup EXIT
 trap 'exit 143' INT TERM
+# A run killed before its clean-up (SIGKILL, a lost machine) leaves its volumes: a Postgres
+# volume initialised with that run's password refuses this run's ("password authentication
+# failed"). Start from nothing.
+remove_ours
 
 # --- 1. images -------------------------------------------------------------------------------
 start=$(now)

@@ -167,10 +167,16 @@ def test_upload_subtitles_and_questions_fuzzed(app, runtime, make_tenant, small_
 
         @initialize(target=videos)
         def first_video(self) -> Any:
-            """Every run starts with a video, so the rules that need one are drawn from the
-            first step on."""
-            return self.upload(clip=0, tail=b"", name="first.mp4", damage=[],
-                               mode=None, framing="plain")
+            """Every run starts with a video, a well-formed subtitle file and a question
+            about it, so the rules that need a video are drawn from the first step on and
+            each endpoint's success side is reached whatever the draws (a short run could
+            otherwise draw no well-formed question at all)."""
+            first = self.upload(clip=0, tail=b"", name="first.mp4", damage=[],
+                                mode=None, framing="plain")
+            (video_id,) = first.values
+            self.add_good_subtitles(video_id, [(1, 2, "Hello there")], vtt=False)
+            self.ask_well_formed(video_id, "What is said first?", None)
+            return first
 
         @rule(target=videos, clip=st.sampled_from([0, 1]), tail=st.binary(max_size=64),
               name=NAMES, damage=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
