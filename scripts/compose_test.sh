@@ -59,6 +59,8 @@ cleanup() {
   exit "$rc"
 }
 remove_ours() {  # every container, volume, network and pod of this project, by label and name
+  local -
+  set +e +o pipefail  # each step may find nothing to remove
   podman ps -aq --filter "label=io.podman.compose.project=$PROJECT" | xargs -r podman rm -f \
     >/dev/null 2>&1
   podman volume ls -q --filter "label=io.podman.compose.project=$PROJECT" \
