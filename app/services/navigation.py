@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from redis.exceptions import RedisError
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.core.navigator import Budgets, navigate, trace_of
@@ -81,6 +83,13 @@ def navigate_job(runtime: Runtime, job_id: uuid.UUID, *, final_attempt: bool = T
         _finish(runtime, job_id, start.attempt, trace_of(exc), status="failed",
                 error_code=exc.code, error=exc.message)
         return
+    except (DBAPIError, RedisError) as exc:
+        # Postgres or Redis away (a restart, a failover) is no fault of the job: retry it,
+        # or, when even handing it back fails, leave it to its lease and the reconciler.
+        logger.warning("job %s interrupted by an infrastructure fault: %s", job_id, exc)
+        if final_attempt or not _release(runtime, job_id, start.attempt):
+            return
+        raise RetryLater(f"infrastructure fault: {exc}", failure=True) from exc
     except Exception as exc:
         logger.exception("navigation of job %s crashed", job_id)
         _finish(runtime, job_id, start.attempt, trace_of(exc), status="failed",
@@ -97,14 +106,21 @@ def navigate_job(runtime: Runtime, job_id: uuid.UUID, *, final_attempt: bool = T
             error=error)
 
 
-def _release(runtime: Runtime, job_id: uuid.UUID, attempt: int) -> None:
+def _release(runtime: Runtime, job_id: uuid.UUID, attempt: int) -> bool:
     """This run will be retried: hand the job back to the queue (``queued``), so the retry
-    claims it like any message while a duplicate of a running job's message does not."""
-    with session_scope(runtime.session_factory) as session:
-        session.execute(
-            update(Job).where(Job.id == job_id, Job.attempts == attempt,
-                              Job.status == "running")
-            .values(status="queued", lease_expires_at=leases.deadline(runtime.settings)))
+    claims it like any message while a duplicate of a running job's message does not.
+    False when the job could not be handed back (Postgres away, or no longer this run's)."""
+    try:
+        with session_scope(runtime.session_factory) as session:
+            released = session.execute(
+                update(Job).where(Job.id == job_id, Job.attempts == attempt,
+                                  Job.status == "running")
+                .values(status="queued", lease_expires_at=leases.deadline(runtime.settings))
+            ).rowcount  # type: ignore[attr-defined]
+    except DBAPIError as exc:
+        logger.warning("job %s not handed back (its lease will lapse): %s", job_id, exc)
+        return False
+    return bool(released)
 
 
 def _begin(runtime: Runtime, job_id: uuid.UUID) -> _Start | None:
