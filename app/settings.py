@@ -113,6 +113,8 @@ class Settings(BaseSettings):
     lease_s: float = Field(default=60.0, gt=0)
     reconcile_interval_s: float = Field(default=15.0, ge=0)
     recover_max_attempts: int = Field(default=5, ge=1, le=100)
+    # A partial upload (or a video folder without a row) untouched this long is removed.
+    upload_stale_s: float = Field(default=3600.0, gt=0)
     decode_ahead: int = Field(default=32, ge=1)  # nodes decoded ahead of the captioner
     # Full stack: how long the API, workers and `vidnav db upgrade` wait at start for
     # Postgres, Redis (and the migrated schema) before giving up.

@@ -32,6 +32,7 @@ STATUS_BY_KIND: dict[ErrorKind, int] = {
     "forbidden": 403,
     "rate_limited": 429,
     "unavailable": 503,
+    "insufficient_storage": 507,
     "internal": 500,
 }
 
@@ -60,6 +61,7 @@ _DESCRIPTIONS = {
     429: "Rate limit exceeded (see Retry-After)",
     500: "Internal error",
     503: "A dependency is unavailable",
+    507: "The server's storage is full",
 }
 
 _RATE_HEADERS = {

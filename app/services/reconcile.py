@@ -33,6 +33,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 from app.db.base import utcnow
 from app.db.models import FINISHED_JOB_STATUSES, Job, Video
 from app.db.session import session_scope
+from app.services.housekeeping import sweep_stale_uploads
 from app.services.leases import FINISHED_VIDEO_STATUSES
 from app.services.queue import TaskQueue
 from app.settings import Settings
@@ -57,9 +58,10 @@ class Pass:
 
 
 def reconcile_once(settings: Settings, sessions: sessionmaker[Session], queue: TaskQueue, *,
-                   resume: bool = False) -> Pass:
+                   resume: bool = False, sweep: bool = True) -> Pass:
     """One pass: resend or fail every unfinished row whose lease lapsed (``resume``: every
-    unfinished row, leases aside). Messages are sent after the commit."""
+    unfinished row, leases aside). Messages are sent after the commit. ``sweep``: then
+    remove what killed uploads left on disk (``app.services.housekeeping``)."""
     done = Pass()
     with session_scope(sessions) as session:
         if session.get_bind().dialect.name == "postgresql" and not session.scalar(
@@ -69,6 +71,8 @@ def reconcile_once(settings: Settings, sessions: sessionmaker[Session], queue: T
         _jobs(settings, session, done, resume)
         _videos(settings, session, done, resume)
     _send(queue, done)
+    if sweep:
+        sweep_stale_uploads(settings, sessions)
     return done
 
 
