@@ -59,10 +59,12 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=200)
     parser.add_argument("--videos", type=int, default=20)
     parser.add_argument("--pollers", type=int, default=500)
-    parser.add_argument("--api-processes", type=int, default=4)
+    parser.add_argument("--api-processes", type=int, default=2)
+    parser.add_argument("--ask-connections", type=int, default=50,
+                        help="HTTP connections the questions are sent over")
     parser.add_argument("--client-processes", type=int, default=4)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of polling")
-    parser.add_argument("--navigate-concurrency", type=int, default=8)
+    parser.add_argument("--navigate-concurrency", type=int, default=4)
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
 
@@ -119,7 +121,8 @@ def main() -> None:
         videos = upload_videos(api.base_url, key,
                                [make_video(20 + i) for i in range(args.videos)])
         started = time.monotonic()
-        job_ids = ask_concurrently(api.base_url, key, videos, args.questions)
+        job_ids = ask_concurrently(api.base_url, key, videos, args.questions,
+                                   connections=args.ask_connections)
         asked_s = time.monotonic() - started
         while True:
             with sessions() as session:
@@ -150,6 +153,7 @@ def main() -> None:
     p99_verdict = "met" if polled.p99_ms < 50 else "NOT met"
     cmd = (f"`.venv/bin/python -m bench.load --questions {args.questions} --videos "
            f"{args.videos} --pollers {args.pollers} --api-processes {args.api_processes} "
+        f"--ask-connections {args.ask_connections} "
            f"--duration {args.duration:g}`")
     lines = [
         "## load", "",
@@ -157,7 +161,10 @@ def main() -> None:
         f"{os.cpu_count()} CPUs; full stack on loopback: Postgres, Redis, one Celery worker "
         "for ingest and captions (2 processes) and one for navigation "
         f"({args.navigate_concurrency} processes), the scripted model server answering at "
-        f"once, eager captions. Command: {cmd}.", "",
+        f"once, eager captions. The {args.questions} questions are posted at once over "
+        f"{args.ask_connections} HTTP connections (each request holds a Postgres connection "
+        "while it commits, and Postgres's max_connections is shared), so all of them are "
+        f"jobs in the system together. Command: {cmd}.", "",
         "| questions | videos | asked in | all answered after | succeeded | lost | job rows "
         "| run twice to completion |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",

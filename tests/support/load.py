@@ -71,8 +71,9 @@ def upload_videos(base_url: str, key: str, paths: Sequence[Path]) -> list[str]:
     return ids
 
 
-async def _ask_all(base_url: str, key: str, video_ids: Sequence[str], n: int) -> list[str]:
-    limits = httpx.Limits(max_connections=n, max_keepalive_connections=n)
+async def _ask_all(base_url: str, key: str, video_ids: Sequence[str], n: int,
+                   connections: int) -> list[str]:
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(base_url=base_url, timeout=120, limits=limits,
                                  headers={"Authorization": f"Bearer {key}"}) as client:
         async def ask(i: int) -> str:
@@ -87,9 +88,12 @@ async def _ask_all(base_url: str, key: str, video_ids: Sequence[str], n: int) ->
         return list(await asyncio.gather(*(ask(i) for i in range(n))))
 
 
-def ask_concurrently(base_url: str, key: str, video_ids: Sequence[str], n: int) -> list[str]:
-    """Ask ``n`` questions at once (each with its own Idempotency-Key); their job ids."""
-    return asyncio.run(_ask_all(base_url, key, video_ids, n))
+def ask_concurrently(base_url: str, key: str, video_ids: Sequence[str], n: int, *,
+                     connections: int = 50) -> list[str]:
+    """Ask ``n`` questions at once (each with its own Idempotency-Key) over at most
+    ``connections`` connections (each API request holds a Postgres connection while it
+    commits, and Postgres's ``max_connections`` is shared); their job ids."""
+    return asyncio.run(_ask_all(base_url, key, video_ids, n, connections))
 
 
 @dataclass(frozen=True)

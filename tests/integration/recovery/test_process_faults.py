@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import update
 
@@ -186,3 +187,30 @@ def test_postgres_restart_mid_job(make_stack, tally: Tally,
     _captions_once(stack, tally)
 
 
+
+
+def test_the_api_answers_503_while_postgres_is_down_and_recovers(
+        make_stack, tally: Tally, scratch_postgres: ScratchPostgres) -> None:
+    from app.db.session import session_scope
+    from app.services.tenants import create_tenant
+    from tests.integration.workers.test_full_stack_http import ApiProcess
+
+    stack: Stack = make_stack(database_url=scratch_postgres.url)
+    with session_scope(stack.sessions) as session:
+        _tenant, key = create_tenant(session, "pg-down")
+    api = ApiProcess(stack)
+    try:
+        headers = {"Authorization": f"Bearer {key}"}
+        assert httpx.get(f"{api.base_url}/v1/videos", headers=headers).status_code == 200
+        scratch_postgres.stop()
+        down = httpx.get(f"{api.base_url}/v1/videos", headers=headers, timeout=30)
+        assert down.status_code == 503, down.text
+        assert down.json()["error"]["code"] == "dependency_unavailable"
+        assert down.headers["Retry-After"] == "1"
+        scratch_postgres.start()
+        wait_for(lambda: httpx.get(f"{api.base_url}/v1/videos", headers=headers,
+                                   timeout=30).status_code == 200,
+                 timeout=30, what="the API to serve again")
+    finally:
+        api.stop()
+    tally.add("faults_process")
