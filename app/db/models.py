@@ -213,3 +213,5 @@ class WebhookDelivery(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column()
+    # While pending: the lease of its queued message or retry (unset: since created_at).
+    lease_expires_at: Mapped[datetime | None] = mapped_column()

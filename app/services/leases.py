@@ -20,7 +20,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.db.base import utcnow
-from app.db.models import FINISHED_JOB_STATUSES, Job, Video
+from app.db.models import FINISHED_JOB_STATUSES, Job, Video, WebhookDelivery
 from app.db.session import session_scope
 from app.services.runtime import Runtime
 from app.settings import Settings
@@ -69,6 +69,16 @@ def renew_video(runtime: Runtime, video_id: uuid.UUID, extra_s: float = 0.0) -> 
     return bool(changed)
 
 
+def renew_delivery(runtime: Runtime, delivery_id: uuid.UUID, extra_s: float = 0.0) -> bool:
+    """Push a pending webhook delivery's lease one period (plus ``extra_s``) ahead."""
+    with session_scope(runtime.session_factory) as session:
+        changed = session.execute(
+            update(WebhookDelivery).where(WebhookDelivery.id == delivery_id,
+                                          WebhookDelivery.state == "pending")
+            .values(lease_expires_at=deadline(runtime.settings, extra_s))).rowcount  # type: ignore[attr-defined]
+    return bool(changed)
+
+
 def hold(runtime: Runtime, task_name: str, row_id: uuid.UUID, countdown_s: float) -> None:
     """A task will run again after ``countdown_s``: keep its row's lease past then, so the
     reconciler does not send it a second time meanwhile."""
@@ -77,6 +87,8 @@ def hold(runtime: Runtime, task_name: str, row_id: uuid.UUID, countdown_s: float
             renew_job(runtime, row_id, extra_s=countdown_s)
         elif task_name in ("vidnav.ingest", "vidnav.caption"):
             renew_video(runtime, row_id, extra_s=countdown_s)
+        elif task_name == "vidnav.webhook":
+            renew_delivery(runtime, row_id, extra_s=countdown_s)
     except SQLAlchemyError as exc:  # the lease lapses and the reconciler resends: harmless
         logger.warning("could not extend the lease of %s %s: %s", task_name, row_id, exc)
 

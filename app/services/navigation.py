@@ -289,6 +289,8 @@ def deliver_webhook(runtime: Runtime, delivery_id: uuid.UUID, *, final_attempt: 
     from app.services import webhooks
 
     settings = runtime.settings
+    # Held for this attempt: the reconciler must not send it again while it is in flight.
+    leases.renew_delivery(runtime, delivery_id, extra_s=settings.webhook_timeout_s * 2)
     with httpx.Client(timeout=settings.webhook_timeout_s) as client:
         result = webhooks.deliver(runtime.session_factory, delivery_id, client,
                                   max_attempts=settings.webhook_max_attempts,

@@ -31,7 +31,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, true
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from app.db.base import utcnow
-from app.db.models import FINISHED_JOB_STATUSES, Job, Video
+from app.db.models import FINISHED_JOB_STATUSES, Job, Video, WebhookDelivery
 from app.db.session import session_scope
 from app.services.housekeeping import sweep_stale_uploads
 from app.services.leases import FINISHED_VIDEO_STATUSES
@@ -70,6 +70,7 @@ def reconcile_once(settings: Settings, sessions: sessionmaker[Session], queue: T
             return done
         _jobs(settings, session, done, resume)
         _videos(settings, session, done, resume)
+        _deliveries(settings, session, done, resume)
     _send(queue, done)
     if sweep:
         sweep_stale_uploads(settings, sessions)
@@ -145,22 +146,40 @@ def _videos(settings: Settings, session: Session, done: Pass, resume: bool) -> N
         done.videos_resent.append(video.id)
 
 
+def _deliveries(settings: Settings, session: Session, done: Pass, resume: bool) -> None:
+    """Pending webhook deliveries whose message was lost: sent again (each attempt counts
+    against ``VIDNAV_WEBHOOK_MAX_ATTEMPTS`` in the delivery itself)."""
+    rows = session.scalars(
+        select(WebhookDelivery).where(
+            WebhookDelivery.state == "pending",
+            _lapsed(WebhookDelivery.lease_expires_at, WebhookDelivery.created_at, settings,
+                    resume))
+        .order_by(WebhookDelivery.created_at).limit(BATCH).with_for_update(skip_locked=True)
+    ).all()
+    for delivery in rows:
+        delivery.lease_expires_at = _next_lease(settings, delivery.attempt + 1)
+        done.webhooks.append(delivery.id)
+
+
 def _send(queue: TaskQueue, done: Pass) -> None:
     """Send after the commit; a send that fails is retried when its new lease lapses."""
     sends: list[tuple[Callable[[uuid.UUID], None], uuid.UUID]]
     sends = [(queue.enqueue_navigate, job_id) for job_id in done.jobs_resent]
     sends += [(queue.enqueue_ingest, video_id) for video_id in done.videos_resent]
-    sends += [(queue.enqueue_webhook, delivery_id) for delivery_id in done.webhooks]
+    sends += [(queue.enqueue_webhook, delivery_id)
+              for delivery_id in dict.fromkeys(done.webhooks)]
     for send, row_id in sends:
         try:
             send(row_id)
         except Exception as exc:  # the broker is down: the next lapse tries again
             logger.warning("could not resend work for %s: %s", row_id, exc)
             return
-    if done.jobs_resent or done.videos_resent or done.jobs_failed or done.videos_failed:
-        logger.warning("reconciler: resent %d jobs and %d videos, failed %d jobs and %d "
-                       "videos", len(done.jobs_resent), len(done.videos_resent),
-                       len(done.jobs_failed), len(done.videos_failed))
+    if done.jobs_resent or done.videos_resent or done.jobs_failed or done.videos_failed \
+            or done.webhooks:
+        logger.warning("reconciler: resent %d jobs, %d videos and %d webhook deliveries, "
+                       "failed %d jobs and %d videos", len(done.jobs_resent),
+                       len(done.videos_resent), len(done.webhooks), len(done.jobs_failed),
+                       len(done.videos_failed))
 
 
 class Reconciler:

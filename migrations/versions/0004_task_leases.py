@@ -5,7 +5,7 @@ found in Postgres and sent again (``app.services.reconcile``).
 ``lease_expires_at``: until when the current holder (a queued message, a running task) is
 presumed alive; unset means "since the row was written". ``attempts`` on videos counts the
 tasks that started working on it (jobs already had it); ``recoveries`` counts how often the
-reconciler sent the work again.
+reconciler sent the work again. A pending webhook delivery has a lease too.
 
 Revision ID: 0004
 Revises: 0003
@@ -32,9 +32,13 @@ def upgrade() -> None:
                                        server_default="0"))
     op.add_column("videos", sa.Column("attempts", sa.Integer(), nullable=False,
                                       server_default="0"))
+    op.add_column("webhook_deliveries", sa.Column("lease_expires_at",
+                                                  sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("webhook_deliveries") as batch:
+        batch.drop_column("lease_expires_at")
     with op.batch_alter_table("videos") as batch:
         batch.drop_column("attempts")
         batch.drop_column("recoveries")

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.bootstrap import build_runtime
 from app.db.base import utcnow
-from app.db.models import Job, Tenant, Video
+from app.db.models import Job, Tenant, Video, WebhookDelivery
 from app.services.navigation import navigate_job
 from app.services.reconcile import ADVISORY_LOCK_KEY, reconcile_once
 from app.services.runtime import Runtime
@@ -157,3 +157,24 @@ def test_one_pass_runs_at_a_time(runtime: Runtime, settings: Settings, pg_url: s
         assert queue.calls == []
         other.execute("SELECT pg_advisory_unlock(%s)", (ADVISORY_LOCK_KEY,))
     assert reconcile_once(settings, sessions, RecordingQueue()).jobs_resent == [lost]
+
+
+def test_a_pending_webhook_delivery_whose_message_was_lost_is_sent_again(
+        runtime: Runtime, settings: Settings) -> None:
+    sessions = runtime.session_factory
+    job_id = _job(sessions, _video(sessions), status="succeeded")
+    with sessions() as session:
+        lost = WebhookDelivery(job_id=job_id, url="https://example.com/hook",
+                               created_at=_ago(60))
+        waiting = WebhookDelivery(job_id=job_id, url="https://example.com/hook", attempt=1,
+                                  created_at=_ago(60),
+                                  lease_expires_at=utcnow() + timedelta(seconds=30))
+        done_already = WebhookDelivery(job_id=job_id, url="https://example.com/hook",
+                                       state="delivered", created_at=_ago(60))
+        session.add_all([lost, waiting, done_already])
+        session.commit()
+    queue = RecordingQueue()
+
+    done = reconcile_once(settings, sessions, queue)
+
+    assert done.webhooks == [lost.id] and queue.calls == [("webhook", lost.id)]
