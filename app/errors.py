@@ -15,6 +15,7 @@ ErrorKind = Literal[
     "forbidden",  # 403: authenticated, but the request is refused (a cross-site form)
     "rate_limited",  # 429
     "unavailable",  # a dependency is down: 503
+    "insufficient_storage",  # the server's disk is full: 507
     "internal",  # 500
 ]
 
@@ -56,6 +57,13 @@ class Conflict(VidnavError):
 class Unavailable(VidnavError):
     code = "unavailable"
     kind = "unavailable"
+
+
+class InsufficientStorage(VidnavError):
+    """The server has no room left to store what was sent (its disk is full)."""
+
+    code = "insufficient_storage"
+    kind = "insufficient_storage"
 
 
 class ModelError(VidnavError):

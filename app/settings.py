@@ -107,6 +107,14 @@ class Settings(BaseSettings):
     navigate_wait_s: float = Field(default=2.0, gt=0)  # recheck delay while a video captions
     caption_lock_ttl_s: float = Field(default=120.0, gt=0)  # single-flight lock lifetime
     caption_wait_s: float = Field(default=900.0, gt=0)  # longest wait for another's caption
+    # Recovery from Postgres (issue 13): a queued or running task holds its row for
+    # lease_s (renewed while it runs); the reconciler sends work whose lease lapsed again,
+    # and fails it after recover_max_attempts starts that never finished. 0 disables the loop.
+    lease_s: float = Field(default=60.0, gt=0)
+    reconcile_interval_s: float = Field(default=15.0, ge=0)
+    recover_max_attempts: int = Field(default=5, ge=1, le=100)
+    # A partial upload (or a video folder without a row) untouched this long is removed.
+    upload_stale_s: float = Field(default=3600.0, gt=0)
     decode_ahead: int = Field(default=32, ge=1)  # nodes decoded ahead of the captioner
     # Full stack: how long the API, workers and `vidnav db upgrade` wait at start for
     # Postgres, Redis (and the migrated schema) before giving up.

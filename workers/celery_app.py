@@ -20,8 +20,10 @@ from celery.signals import (
     worker_shutdown,
 )
 
-from app.bootstrap.celery_queue import make_celery
+from app.bootstrap.celery_queue import CeleryQueue, make_celery
+from app.db.session import make_engine, make_session_factory
 from app.errors import exit_with
+from app.services.reconcile import Reconciler
 from app.settings import SettingsError, get_settings
 from workers.visibility import VisibilityKeeper
 
@@ -43,21 +45,29 @@ def _check_broker(**_: Any) -> None:
 
 
 _keeper: VisibilityKeeper | None = None
+_reconciler: Reconciler | None = None
 
 
 @worker_ready.connect
 def _start_visibility_keeper(**_: Any) -> None:
-    global _keeper
-    # Work a worker runs beside its tasks starts here (the reconciler of lost work, too).
+    global _keeper, _reconciler
+    # Work a worker runs beside its tasks starts here, in the main process.
     if settings.redis_url:
         _keeper = VisibilityKeeper(settings.redis_url, settings.celery_visibility_timeout_s)
         _keeper.start()
+        if settings.reconcile_interval_s > 0:
+            # Postgres brings back what the broker lost (one pass at a time across workers).
+            engine = make_engine(settings)
+            _reconciler = Reconciler(settings, make_session_factory(engine),
+                                     CeleryQueue(settings)).start()
 
 
 @worker_shutdown.connect
 def _stop_visibility_keeper(**_: Any) -> None:
     if _keeper is not None:
         _keeper.stop()
+    if _reconciler is not None:
+        _reconciler.stop()
 
 
 @worker_process_init.connect

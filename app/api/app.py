@@ -127,7 +127,7 @@ def create_app(
             return
         from app.bootstrap import open_runtime
 
-        with open_runtime(settings) as built:
+        with open_runtime(settings, reconcile=True) as built:
             attach(app, built)
             try:
                 with startup_objects_frozen(settings.gc_freeze):

@@ -10,6 +10,9 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
+import redis
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -32,6 +35,7 @@ STATUS_BY_KIND: dict[ErrorKind, int] = {
     "forbidden": 403,
     "rate_limited": 429,
     "unavailable": 503,
+    "insufficient_storage": 507,
     "internal": 500,
 }
 
@@ -60,6 +64,7 @@ _DESCRIPTIONS = {
     429: "Rate limit exceeded (see Retry-After)",
     500: "Internal error",
     503: "A dependency is unavailable",
+    507: "The server's storage is full",
 }
 
 _RATE_HEADERS = {
@@ -130,6 +135,22 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
                       headers=dict(exc.headers or {}))
 
 
+async def _dependency_down(request: Request, exc: Exception) -> JSONResponse:
+    """Postgres or Redis unreachable or out of connections (a restart, a failover, a full
+    ``max_connections``): a 503 the client may retry, not an internal error."""
+    logger.error("dependency unavailable on %s %s: %s", request.method, request.url.path,
+                 type(exc).__name__)
+    return error_json(503, "dependency_unavailable",
+                      "the service's database or queue is unavailable; try again shortly",
+                      headers={"Retry-After": "1"})
+
+
+# Connection-level failures of the stores a request needs (not errors in a query).
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError, psycopg.OperationalError, redis.ConnectionError,
+    redis.TimeoutError)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_json(500, "internal_error", "an internal error occurred")
@@ -139,4 +160,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(VidnavError, vidnav_error_response)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for error in DEPENDENCY_ERRORS:
+        app.add_exception_handler(error, _dependency_down)
     app.add_exception_handler(Exception, _unexpected)

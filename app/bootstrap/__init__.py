@@ -29,6 +29,7 @@ from app.models.factory import LazyModels
 from app.services.cache import CaptionCache, MemoryCaptionCache, RedisCaptionCache
 from app.services.events import EventBus, InProcessEventBus, RedisEventBus
 from app.services.queue import TaskQueue
+from app.services.reconcile import Reconciler
 from app.services.runtime import BackgroundLoop, Runtime, tree_config
 from app.settings import Settings
 
@@ -72,16 +73,27 @@ def build_runtime(settings: Settings, *, queue: TaskQueue | None = None) -> Runt
 
 
 @contextmanager
-def open_runtime(settings: Settings, *, migrate_embedded: bool = True) -> Iterator[Runtime]:
+def open_runtime(settings: Settings, *, migrate_embedded: bool = True,
+                 reconcile: bool = False) -> Iterator[Runtime]:
     """A runtime for the life of a command or server, closed on exit. The embedded
     default's SQLite database migrates itself first (the full stack's is migrated by
-    ``vidnav db upgrade``)."""
+    ``vidnav db upgrade``).
+
+    ``reconcile`` (a server, not a one-shot command): run the reconciler beside it
+    (``app.services.reconcile``); in the embedded default its first pass resumes the jobs
+    and videos the previous process left queued or running."""
     if migrate_embedded and settings.embedded:
         from app.db.migrate import upgrade
 
         upgrade(settings)
     runtime = build_runtime(settings)
+    reconciler = None
     try:
+        if reconcile and settings.reconcile_interval_s > 0:
+            reconciler = Reconciler(settings, runtime.session_factory, runtime.queue,
+                                    resume_first=settings.embedded).start()
         yield runtime
     finally:
+        if reconciler is not None:
+            reconciler.stop()
         runtime.close()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from app.services.captions import caption_nodes
 from app.services.ingest import ingest_video
+from app.services.leases import hold
 from app.services.navigation import deliver_webhook, navigate_job
 from app.services.queue import TASK_QUEUES, RetryLater, TaskArg, retry_delay
 from app.services.runtime import Runtime
@@ -56,6 +57,8 @@ def run_task(runtime: Runtime, name: str, args: tuple[TaskArg, ...], failures: i
             logger.error("task %s%r gave up after %d failures: %s", name, args, failures,
                          retry.reason)
             return None
-        return Retry(retry_delay(runtime.settings, retry, failures),
-                     failures + int(retry.failure))
+        countdown = retry_delay(runtime.settings, retry, failures)
+        # The row stays owned while the retry waits: the reconciler must not resend it.
+        hold(runtime, name, uuid.UUID(str(first)), countdown)
+        return Retry(countdown, failures + int(retry.failure))
     return None

@@ -89,6 +89,11 @@ class Video(Base):
     captioner_version: Mapped[str | None] = mapped_column(String(64))
     captions_done: Mapped[int] = mapped_column(Integer, default=0)
     captions_total: Mapped[int] = mapped_column(Integer, default=0)
+    # The lease of the task that owns the video while it is not ready or failed (ingest or
+    # the captions ahead): unset means since ``updated_at`` (app/services/reconcile.py).
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # tasks that started on it
+    recoveries: Mapped[int] = mapped_column(Integer, default=0)  # sent again by the reconciler
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -168,6 +173,9 @@ class Job(Base):
     request_hash: Mapped[str | None] = mapped_column(String(64))
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The lease of its queued message or running task: unset means since ``created_at``.
+    lease_expires_at: Mapped[datetime | None] = mapped_column()
+    recoveries: Mapped[int] = mapped_column(Integer, default=0)  # sent again by the reconciler
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column()
@@ -205,3 +213,5 @@ class WebhookDelivery(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column()
+    # While pending: the lease of its queued message or retry (unset: since created_at).
+    lease_expires_at: Mapped[datetime | None] = mapped_column()

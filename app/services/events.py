@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import threading
 import uuid
 from collections.abc import AsyncIterator
@@ -16,6 +17,8 @@ from typing import Any, Protocol
 
 import redis
 import redis.asyncio
+
+logger = logging.getLogger(__name__)
 
 
 class EventBus(Protocol):
@@ -98,7 +101,12 @@ class RedisEventBus:
         self._client = redis.Redis.from_url(url)
 
     def publish(self, job_id: uuid.UUID, event: dict[str, Any]) -> None:
-        self._client.publish(event_channel(job_id), json.dumps(event, default=str))
+        """Best effort: live events are a convenience (rounds and results are in Postgres,
+        where the event stream also reads them), so Redis being away loses no job."""
+        try:
+            self._client.publish(event_channel(job_id), json.dumps(event, default=str))
+        except redis.RedisError as exc:
+            logger.warning("event for job %s not published: %s", job_id, exc)
 
     @asynccontextmanager
     async def subscribe(self, job_id: uuid.UUID) -> AsyncIterator[AsyncIterator[dict[str, Any]]]:

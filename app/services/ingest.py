@@ -16,6 +16,7 @@ from app.db.models import Subtitle, Video
 from app.db.session import session_scope
 from app.errors import VidnavError
 from app.media.probe import VideoProbe, probe_video
+from app.services import leases
 from app.services.captions import fail_video, probe_from_dict, scheduled_nodes
 from app.services.runtime import Runtime
 from app.services.thumbnails import ensure_thumbnails
@@ -35,16 +36,30 @@ def ingest_video(runtime: Runtime, video_id: uuid.UUID, *, final_attempt: bool =
         stored_probe = video.probe if video.num_frames and video.fps else None
         if video.status in ("captioning", "ready", "failed"):
             status, path = video.status, None
+        elif video.status == "ingesting" and leases.held(video.lease_expires_at):
+            logger.info("ingest task for video %s dropped: another task holds it", video_id)
+            return
         else:
             status, path = video.status, video.storage_path
             video.status = "ingesting"
+            video.attempts += 1
+            video.lease_expires_at = leases.deadline(settings)
     if status == "captioning":
-        # A crash between the commit and the enqueue below must not strand the video.
+        # A crash between the commit and the enqueue below must not strand the video
+        # (and the reconciler resends a lapsed caption task through here).
+        leases.renew_video(runtime, video_id)
         runtime.queue.enqueue_caption(video_id, None)
         return
     if path is None:
         return
 
+    with leases.Heartbeat(runtime, lambda: leases.renew_video(runtime, video_id)):
+        _ingest(runtime, video_id, path, stored_probe)
+
+
+def _ingest(runtime: Runtime, video_id: uuid.UUID, path: str,
+            stored_probe: dict[str, Any] | None) -> None:
+    settings = runtime.settings
     try:
         if stored_probe is not None:
             probe = probe_from_dict(stored_probe)  # the upload already probed it
@@ -73,6 +88,9 @@ def ingest_video(runtime: Runtime, video_id: uuid.UUID, *, final_attempt: bool =
         video.captions_total = len(scheduled_nodes(geometry, video.caption_mode))
         video.captions_done = 0
         video.status = "captioning" if video.captions_total else "ready"
+        # The caption task owns it now: its own start counts from zero.
+        video.attempts = 0
+        video.lease_expires_at = leases.deadline(settings)
         ahead = video.captions_total > 0
     if ahead:
         runtime.queue.enqueue_caption(video_id, None)

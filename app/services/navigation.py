@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from redis.exceptions import RedisError
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.core.navigator import Budgets, navigate, trace_of
@@ -26,7 +28,9 @@ from app.db.models import FINISHED_JOB_STATUSES, Job, JobStatus, TraceStep, Vide
 from app.db.session import session_scope
 from app.db.upsert import insert_or_skip
 from app.errors import InvalidInput, ModelError, VidnavError
+from app.services import leases
 from app.services.captions import CaptionerFailed, CaptionService, LeafVideoQA, load_video_context
+from app.services.leases import Heartbeat
 from app.services.queue import RetryLater
 from app.services.runtime import Runtime
 
@@ -60,12 +64,14 @@ def navigate_job(runtime: Runtime, job_id: uuid.UUID, *, final_attempt: bool = T
         events.publish(job_id, {"type": "restarted", "attempt": start.attempt})
     events.publish(job_id, {"type": "status", "status": "running", "attempt": start.attempt})
     try:
-        trace = runtime.run(_navigate(runtime, job_id, start))
+        with Heartbeat(runtime, lambda: leases.renew_job(runtime, job_id, start.attempt)):
+            trace = runtime.run(_navigate(runtime, job_id, start))
     except Superseded:
         logger.warning("job %s was taken over by another delivery; this run stops", job_id)
         return
     except (ModelError, CaptionerFailed) as exc:
         if not final_attempt:
+            _release(runtime, job_id, start.attempt)
             events.publish(job_id, {"type": "status", "status": "retrying", "error": exc.message})
             raise RetryLater(exc.message, failure=True) from exc
         # The partial trace (captions read, rounds done, the error) goes in the summary.
@@ -77,6 +83,13 @@ def navigate_job(runtime: Runtime, job_id: uuid.UUID, *, final_attempt: bool = T
         _finish(runtime, job_id, start.attempt, trace_of(exc), status="failed",
                 error_code=exc.code, error=exc.message)
         return
+    except (DBAPIError, RedisError) as exc:
+        # Postgres or Redis away (a restart, a failover) is no fault of the job: retry it,
+        # or, when even handing it back fails, leave it to its lease and the reconciler.
+        logger.warning("job %s interrupted by an infrastructure fault: %s", job_id, exc)
+        if final_attempt or not _release(runtime, job_id, start.attempt):
+            return
+        raise RetryLater(f"infrastructure fault: {exc}", failure=True) from exc
     except Exception as exc:
         logger.exception("navigation of job %s crashed", job_id)
         _finish(runtime, job_id, start.attempt, trace_of(exc), status="failed",
@@ -93,14 +106,36 @@ def navigate_job(runtime: Runtime, job_id: uuid.UUID, *, final_attempt: bool = T
             error=error)
 
 
+def _release(runtime: Runtime, job_id: uuid.UUID, attempt: int) -> bool:
+    """This run will be retried: hand the job back to the queue (``queued``), so the retry
+    claims it like any message while a duplicate of a running job's message does not.
+    False when the job could not be handed back (Postgres away, or no longer this run's)."""
+    try:
+        with session_scope(runtime.session_factory) as session:
+            released = session.execute(
+                update(Job).where(Job.id == job_id, Job.attempts == attempt,
+                                  Job.status == "running")
+                .values(status="queued", lease_expires_at=leases.deadline(runtime.settings))
+            ).rowcount  # type: ignore[attr-defined]
+    except DBAPIError as exc:
+        logger.warning("job %s not handed back (its lease will lapse): %s", job_id, exc)
+        return False
+    return bool(released)
+
+
 def _begin(runtime: Runtime, job_id: uuid.UUID) -> _Start | None:
-    """Claim the job for this run, or say why not (finished, cancelled, video not ready)."""
+    """Claim the job for this run, or say why not (finished, cancelled, video not ready,
+    or running under another task's live lease: this message is a duplicate)."""
     with session_scope(runtime.session_factory) as session:
         job = session.get(Job, job_id, with_for_update=True)
         if job is None:
             logger.info("navigate task for missing job %s dropped", job_id)
             return None
         if job.status in FINISHED_JOB_STATUSES:
+            return None
+        if job.status == "running" and leases.held(job.lease_expires_at):
+            logger.info("navigate task for job %s dropped: attempt %d holds it", job_id,
+                        job.attempts)
             return None
         if job.cancel_requested:
             job.status, job.finished_at = "cancelled", utcnow()
@@ -125,12 +160,15 @@ def _begin(runtime: Runtime, job_id: uuid.UUID) -> _Start | None:
 
     with session_scope(runtime.session_factory) as session:
         job = session.get(Job, job_id, with_for_update=True)
-        assert job is not None
+        if job is None or job.status in FINISHED_JOB_STATUSES or (
+                job.status == "running" and leases.held(job.lease_expires_at)):
+            return None  # deleted, or finished or claimed by a concurrent delivery meanwhile
         restarted = job.status == "running" or job.attempts > 0
         if restarted:
             session.execute(delete(TraceStep).where(TraceStep.job_id == job_id))
         job.status = "running"
         job.attempts += 1
+        job.lease_expires_at = leases.deadline(runtime.settings)
         job.started_at = job.started_at or utcnow()
         job.progress_round = 0
         budgets = dict(job.budgets or {})
@@ -251,6 +289,8 @@ def deliver_webhook(runtime: Runtime, delivery_id: uuid.UUID, *, final_attempt: 
     from app.services import webhooks
 
     settings = runtime.settings
+    # Held for this attempt: the reconciler must not send it again while it is in flight.
+    leases.renew_delivery(runtime, delivery_id, extra_s=settings.webhook_timeout_s * 2)
     with httpx.Client(timeout=settings.webhook_timeout_s) as client:
         result = webhooks.deliver(runtime.session_factory, delivery_id, client,
                                   max_attempts=settings.webhook_max_attempts,

@@ -7,6 +7,8 @@ tenant's remaining quota aborts it at once, leaving neither file nor row behind.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import os
 import re
@@ -27,7 +29,7 @@ from streaming_form_data.targets import BaseTarget, ValueTarget
 
 from app.core.tree import TreeConfig, VideoGeometry, node_key
 from app.db.models import CaptionNode, Job, Subtitle, Video
-from app.errors import InvalidInput, NotFound, VidnavError
+from app.errors import InsufficientStorage, InvalidInput, NotFound, VidnavError
 from app.settings import CAPTION_MODES, CaptionMode, Settings
 
 PARSE_BATCH_BYTES = 1 << 20  # hand the parser ~1 MiB at a time: few thread hops, little memory
@@ -204,9 +206,13 @@ async def receive_upload(
         }
         return ReceivedUpload(path, target.size, target.sha256.hexdigest(),
                               target.multipart_filename or "upload", fields)
-    except BaseException:
-        fh.close()
+    except BaseException as exc:
+        with contextlib.suppress(OSError):  # closing flushes, which a full disk refuses
+            fh.close()
         path.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage(
+                "the server has no room left to store this upload; try again later") from None
         raise
 
 

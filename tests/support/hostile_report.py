@@ -35,6 +35,7 @@ ROWS: dict[str, tuple[str, str]] = {
     "keys_logged": ("API keys found in logs or responses", "0"),
     "metrics_tenant_data": ("tenant data in /metrics", "0"),
     # Part B (recovery from Postgres, process faults, load): measured there.
+    "faults_process": ("process faults injected (kill -9, Redis flush or restart, ...)", ""),
     "jobs_lost": ("jobs lost", "0"),
     "jobs_run_twice": ("jobs run twice to completion", "0"),
     "captions_twice": ("captions computed twice", "0"),

@@ -67,7 +67,7 @@ _UPLOAD_BODY = {
     "", status_code=201, response_model=VideoPublic, summary="Upload a video",
     responses={
         200: {"model": VideoPublic, "description": "The same content was uploaded before"},
-        **error_responses(400, 413, 415, 503, *AUTH_ERRORS),
+        **error_responses(400, 413, 415, 503, 507, *AUTH_ERRORS),
     },
     openapi_extra=_UPLOAD_BODY,
 )

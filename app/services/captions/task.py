@@ -3,11 +3,15 @@ the video's progress."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Sequence
 
+from sqlalchemy import update
+
 from app.core.tree import parse_node_key
+from app.db.models import Video
 from app.db.session import session_scope
 from app.errors import NotFound, VidnavError
 from app.services.captions.batch import batch_read_workers, caption_batch
@@ -15,6 +19,7 @@ from app.services.captions.context import load_video_context
 from app.services.captions.modes import scheduled_nodes
 from app.services.captions.obtain import CaptionerFailed
 from app.services.captions.storage import fail_video, update_progress
+from app.services.leases import Heartbeat, deadline, renew_video
 from app.services.queue import RetryLater
 from app.services.runtime import Runtime
 
@@ -42,8 +47,13 @@ def caption_nodes(runtime: Runtime, video_id: uuid.UUID, node_keys: Sequence[str
         with session_scope(runtime.session_factory) as session:
             update_progress(session, video_id)
 
+    if ahead:
+        _claim(runtime, video_id)
     try:
-        runtime.run(caption_batch(runtime, ctx, nodes, on_progress=progress if ahead else None))
+        beat = Heartbeat(runtime, lambda: renew_video(runtime, video_id)) if ahead else None
+        with beat or contextlib.nullcontext():
+            runtime.run(caption_batch(runtime, ctx, nodes,
+                                      on_progress=progress if ahead else None))
     except CaptionerFailed as exc:
         if not final_attempt:
             raise RetryLater(exc.message, failure=True) from exc
@@ -62,3 +72,12 @@ def _give_up(runtime: Runtime, video_id: uuid.UUID, ahead: bool, exc: VidnavErro
     logger.error("captioning video %s failed: %s", video_id, exc.message)
     if ahead:
         fail_video(runtime, video_id, exc.code, exc.message)
+
+
+def _claim(runtime: Runtime, video_id: uuid.UUID) -> None:
+    """Count this start of the captions ahead and take the video's lease."""
+    with session_scope(runtime.session_factory) as session:
+        session.execute(
+            update(Video).where(Video.id == video_id, Video.status == "captioning")
+            .values(attempts=Video.attempts + 1,
+                    lease_expires_at=deadline(runtime.settings)))
