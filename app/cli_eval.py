@@ -68,6 +68,8 @@ def run(
     label: Annotated[str, typer.Option(help="The run's name in reports.")] = "",
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.")
                      ] = None,
+    leaves: Annotated[int, typer.Option(min=1, max=512,
+                                        help="Leaves the uniform baseline asks about.")] = 8,
 ) -> None:
     """Answer every question of a benchmark and append one scored record per question."""
     from app.services.evaluation.readers import read_benchmark
@@ -97,9 +99,15 @@ def run(
                                  on_record=on_record)
 
     def work() -> int:
-        if strategy != "navigate":
-            from app.errors import InvalidInput
-            raise InvalidInput(f"unknown strategy {strategy!r}", code="unknown_strategy")
+        from app.errors import InvalidInput
+        from app.services.evaluation.baselines import STRATEGIES, BaselineDeployment
+
+        if strategy not in STRATEGIES:
+            raise InvalidInput(f"unknown strategy {strategy!r}; one of {', '.join(STRATEGIES)}",
+                               code="unknown_strategy")
+        if server is not None and strategy != "navigate":
+            raise InvalidInput("the baselines run in process only (no --server)",
+                               code="unknown_strategy")
         if server is not None:
             from app.services.evaluation.http import HttpDeployment
 
@@ -111,7 +119,9 @@ def run(
         from app.services.evaluation.local import LocalDeployment
 
         with runtime_for(settings) as runtime:
-            return go(LocalDeployment(runtime))
+            local = LocalDeployment(runtime)
+            return go(local if strategy == "navigate" else
+                      BaselineDeployment(local, strategy, leaves=leaves))
 
     answered = guarded(work)
     out.print(f"{answered} questions answered now; the run is {run_file}", highlight=False)

@@ -75,6 +75,32 @@ def test_in_process_run_answers_and_localizes(local_run: Path) -> None:
         assert 0 < record["visited_share"] < 1
 
 
+@pytest.mark.parametrize("strategy", ["flat", "uniform"])
+def test_baselines_in_the_same_harness(strategy: str, local_run: Path, bench: Path) -> None:
+    run = local_run.with_name(f"{strategy}.jsonl")
+    proc = _eval(local_run.parent, "run", "cgbench", str(bench), "--videos",
+                 str(bench.parent / "videos"), "--out", str(run), "--strategy", strategy,
+                 "--leaves", "4")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = read_records(run)
+    assert len(records) == 2
+    for record in records:
+        assert record["status"] == "succeeded" and record["rounds"] == 1
+        assert record["prediction"] and record["f1"] is not None
+        assert record["model_seconds"]["policy"] > 0
+        kinds = {step["kind"] for step in record["trace"]}
+        assert kinds == ({"get_caption", "answer"} if strategy == "flat"
+                         else {"video_qa", "answer"})
+    if strategy == "flat":  # it read every leaf: the whole video
+        assert all(r["visited_share"] == 1.0 and r["caption_seconds_read"] > 0
+                   for r in records)
+    else:
+        assert all(r["tool_calls"]["video_qa"] == 4 for r in records)
+    bad = _eval(local_run.parent, "run", "cgbench", str(bench), "--out", str(run),
+                "--strategy", "flat", "--server", "http://127.0.0.1:9")
+    assert bad.returncode == 2 and "unknown_strategy" in bad.stderr
+
+
 def test_http_run_and_the_report(local_run: Path, bench: Path,
                                  server: tuple[str, str, Path], tmp_path: Path) -> None:
     base, key, _data_dir = server

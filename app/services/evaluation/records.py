@@ -3,7 +3,9 @@
 A record holds ``qid``, ``task``, ``bucket``, ``truth``, ``prediction``, ``correct`` (the
 reference's rule), ``lenient``, ``missing``, ``status``/``error``, ``rounds``,
 ``tool_calls`` by kind, ``captions_generated``/``captions_cached``, ``model_seconds`` and
-``tokens`` per role, ``wall_s`` (the question, from asking to its end), ``prepare_s``
+``tokens`` per role, ``caption_seconds_read`` (what generating every caption the
+question read cost, cached or not: the strategies' caption bill on a cold cache; in
+process only), ``wall_s`` (the question, from asking to its end), ``prepare_s``
 (ingest and captions of its video, when this question paid for them), ``visited_share``,
 ``f1``/``coverage``/``precision``/``repeat``/``reward`` (None without clue intervals) and
 ``trace`` (every round as the navigator recorded it).
@@ -31,6 +33,9 @@ class Answered:
     prepare_s: float = 0.0
     error: str | None = None
     extra_cost: dict[str, float] = field(default_factory=dict)  # model seconds per role
+    policy_rounds: int | None = None  # policy calls, when the trace also lists plain reads
+    caption_seconds_read: float | None = None  # generation seconds of every caption read
+    looked: list[TraceRound] | None = None  # what localization counts, when not get_caption
 
 
 def make_record(item: BenchItem, got: Answered) -> dict[str, Any]:
@@ -48,11 +53,13 @@ def make_record(item: BenchItem, got: Answered) -> dict[str, Any]:
         "options": list(item.options), "task": item.task, "bucket": item.bucket,
         "truth": item.answer, "prediction": got.answer, "correct": letters.correct,
         "lenient": letters.lenient, "missing": letters.missing, "status": got.status,
-        "error": got.error, "rounds": len(got.rounds),
+        "error": got.error,
+        "rounds": len(got.rounds) if got.policy_rounds is None else got.policy_rounds,
         "tool_calls": {k: int(calls.get(k, 0)) for k in TOOL_CALL_KINDS},
         "captions_generated": int(summary.get("captions_generated", 0)),
         "captions_cached": int(summary.get("captions_cached", 0)),
         "model_seconds": model_seconds, "tokens": tokens,
+        "caption_seconds_read": got.caption_seconds_read,
         "wall_s": round(got.wall_s, 3), "prepare_s": round(got.prepare_s, 3),
         "visited_share": float(summary.get("visited_share", 0.0)),
         "clues": [list(c) for c in item.clues],
@@ -60,7 +67,8 @@ def make_record(item: BenchItem, got: Answered) -> dict[str, Any]:
         "trace": [r.to_dict() for r in got.rounds],
     }
     if item.clues:
-        got_score = score_rounds(got.answer, got.rounds, item.answer, item.clues)
+        got_score = score_rounds(got.answer, got.rounds if got.looked is None else got.looked,
+                                 item.answer, item.clues)
         record.update(f1=got_score.f1, coverage=got_score.coverage,
                       precision=got_score.precision, repeat=got_score.repeat,
                       reward=got_score.total)

@@ -90,6 +90,10 @@ def summarize(records: Sequence[Record]) -> dict[str, Any]:
         "latency": {f"p{p}": percentile(walls, p) for p in (50, 90, 99)},
         "model_seconds": {role: _mean([float(r["model_seconds"].get(role, 0.0))
                                        for r in records]) for role in ROLES},
+        "model_total": _mean([sum(float(v) for v in r["model_seconds"].values())
+                              for r in records]),
+        "caption_read": _mean([float(r["caption_seconds_read"]) for r in records
+                               if r.get("caption_seconds_read") is not None]),
         "prepare_s": sum(float(r.get("prepare_s") or 0.0) for r in records),
         "visited_share": _mean([float(r["visited_share"]) for r in records]),
         "by_rounds": {name: {"n": len(rs), "accuracy": _accuracy(rs)}
@@ -120,22 +124,26 @@ def markdown(runs: Sequence[tuple[dict[str, Any], Sequence[Record]]]) -> str:
     out = ["# vidnav evaluation report", ""]
     head = ["run", "benchmark", "strategy", "caption preset", "max rounds", "n",
             "accuracy %", "lenient %", "missing", "M-avg %", "rounds", "F1", "reward",
-            "p50 s", "p90 s", "p99 s"]
+            "p50 s", "p90 s", "p99 s", "model s/q", "caption s read/q"]
     rows = [[str(m.get("label")), str(m.get("benchmark", "?")), str(m.get("strategy", "?")),
              str(m.get("preset", "?")), str(m.get("max_rounds") or "default"), str(s["n"]),
              _pct(s["accuracy"]), _pct(s["lenient"]), str(s["missing"]), _pct(s["m_avg"]),
              _num(s["rounds"], 1), _num(s["f1"]), _num(s["reward"]),
              _num(s["latency"]["p50"], 1), _num(s["latency"]["p90"], 1),
-             _num(s["latency"]["p99"], 1)] for m, s in summaries]
+             _num(s["latency"]["p99"], 1), _num(s["model_total"]), _num(s["caption_read"])]
+            for m, s in summaries]
     for bench in sorted({str(m.get("benchmark")) for m, _ in summaries}):
         for name, value in PAPER.get(bench, {}).items():
             rows.append([f"paper: {name}", bench, "navigate", "paper", "30", "–",
                          f"{value:.1f}", "–", "–", "–", f"~{PAPER_ROUNDS}", "–", "–", "–", "–",
-                         "–"])
+                         "–", "–", "–"])
     out += ["## Runs side by side", ""] + _table(head, rows) + [""]
     out += ["Accuracy follows the reference: exact match on the letter, a missing prediction "
             "scored as \"A\" (the `missing` column counts them); `lenient` reads a letter out "
-            "of free-form answers. M-avg: the mean of per-type accuracies (MLVU).", ""]
+            "of free-form answers. M-avg: the mean of per-type accuracies (MLVU). model s/q: "
+            "model seconds per question, all roles, spent while answering; caption s read/q: "
+            "what generating every caption the question read cost (cached or not: the bill "
+            "on a cold cache).", ""]
     for meta, s in summaries:
         label = meta.get("label")
         out += [f"## {label}", ""]
