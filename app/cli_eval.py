@@ -70,17 +70,21 @@ def run(
                      ] = None,
     leaves: Annotated[int, typer.Option(min=1, max=512,
                                         help="Leaves the uniform baseline asks about.")] = 8,
+    preset: Annotated[str, typer.Option(
+        help="Caption preset in process: paper (the captions behind the paper's table) or "
+             "demo. A server uses its own.")] = "paper",
 ) -> None:
     """Answer every question of a benchmark and append one scored record per question."""
     from app.services.evaluation.readers import read_benchmark
     from app.services.evaluation.runs import RunMeta, run_benchmark
+    from app.settings import load_settings as settings_with
 
-    settings = load_settings()
+    load_settings()  # a bad environment: one line, before anything else
+    settings = guarded(lambda: settings_with(caption_preset=preset))
     items = guarded(lambda: read_benchmark(benchmark, annotations, videos))[:limit]
-    preset = str(getattr(settings, "caption_preset", "default"))
     meta = RunMeta(benchmark=benchmark, deployment=server or "in-process", strategy=strategy,
-                   preset=preset if server is None else "server's", max_rounds=max_rounds,
-                   label=label or run_file.stem)
+                   preset=settings.caption_preset if server is None else "the server's",
+                   max_rounds=max_rounds, label=label or run_file.stem)
 
     def go(deployment: Deployment) -> int:
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -116,7 +116,8 @@ def test_http_run_and_the_report(local_run: Path, bench: Path,
     shown = vidnav(tmp_path, "eval", "report", str(local_run), str(run), "--out", str(out))
     assert shown.returncode == 0, shown.stderr
     md = (out / "report.md").read_text()
-    assert "| local | cgbench | navigate |" in md and "| over HTTP | cgbench |" in md
+    assert "| local | cgbench | navigate | paper |" in md  # in process: the paper preset
+    assert "| over HTTP | cgbench | navigate | the server's |" in md
     assert "100.0" in md
     html = (out / "report.html").read_text()
     assert html.startswith("<!doctype html>") and "<svg" in html
