@@ -180,3 +180,34 @@ def items(
     out.print(f"accuracy {summary['accuracy']:.1%}, mean score {summary['mean_score']:.2f}, "
               f"mean rounds {summary['mean_rounds']:.1f}, mean {summary['mean_seconds']:.1f} s "
               "per question", highlight=False)
+
+
+@eval_app.command("export")
+def export(
+    runs: Annotated[list[Path], typer.Argument(help="Run files (JSON lines).")],
+    sft: Annotated[Path | None, typer.Option(help="Write SFT conversations here.")] = None,
+    rl: Annotated[Path | None, typer.Option(help="Write RL records here.")] = None,
+    keep_all: Annotated[bool, typer.Option(
+        "--all", help="SFT: keep wrong and unanswered navigations too.")] = False,
+) -> None:
+    """Training data from runs: SFT conversations in the policy's format, RL records with
+    the reward's parts."""
+    from app.errors import InvalidInput
+    from app.services.evaluation.export import rl_records, sft_records
+    from app.services.evaluation.page import load_runs
+
+    def work() -> list[str]:
+        if sft is None and rl is None:
+            raise InvalidInput("name --sft, --rl or both", code="nothing_to_export")
+        records = [r for _meta, rows in load_runs(runs) for r in rows]
+        written = []
+        for path, rows in ((sft, sft_records(records, keep_all=keep_all) if sft else []),
+                           (rl, rl_records(records) if rl else [])):
+            if path is not None:
+                path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                                        for r in rows), "utf-8")
+                written.append(f"{path}: {len(rows)} records")
+        return written
+
+    for line in guarded(work):
+        out.print(line, highlight=False)

@@ -8,7 +8,8 @@ question read cost, cached or not: the strategies' caption bill on a cold cache;
 process only), ``wall_s`` (the question, from asking to its end), ``prepare_s``
 (ingest and captions of its video, when this question paid for them), ``visited_share``,
 ``f1``/``coverage``/``precision``/``repeat``/``reward`` (None without clue intervals) and
-``trace`` (every round as the navigator recorded it).
+``trace`` (every round as the navigator recorded it), ``start`` (the tree's width, the
+duration and the high captions the policy was first shown; None for the baselines).
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def make_record(item: BenchItem, got: Answered) -> dict[str, Any]:
         "clues": [list(c) for c in item.clues],
         "f1": None, "coverage": None, "precision": None, "repeat": None, "reward": None,
         "trace": [r.to_dict() for r in got.rounds],
+        # What the policy was shown first (for the training-data export), when navigated.
+        "start": {k: summary[k] for k in ("width", "duration", "high_captions")
+                  if k in summary} or None,
     }
     if item.clues:
         got_score = score_rounds(got.answer, got.rounds if got.looked is None else got.looked,
