@@ -211,3 +211,31 @@ def export(
 
     for line in guarded(work):
         out.print(line, highlight=False)
+
+
+@eval_app.command("needle")
+def needle(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where videos/ and "
+                                          "cgbench.json go.")],
+    filler: Annotated[list[Path], typer.Option(help="Filler videos, played in turn.")],
+    length: Annotated[list[float], typer.Option(help="Seconds of each long video.")],
+    clips: Annotated[list[Path] | None, typer.Option(
+        help="Clip question files (vidnav JSON lines naming each clip).")] = None,
+    cards: Annotated[int, typer.Option(min=0, max=64,
+                                       help="Title-card clips to generate and hide.")] = 0,
+    seed: Annotated[int, typer.Option(help="Where the clips land.")] = 0,
+) -> None:
+    """Make a CG-Bench-style needle benchmark: clips hidden in long filler videos, their
+    questions' clue intervals where they landed."""
+    from app.errors import InvalidInput
+    from app.services.evaluation.needle import build_needle, card_clips, read_clips
+
+    def work() -> Path:
+        files = list(clips or [])
+        if cards:
+            files.insert(0, card_clips(out_dir / "clips", cards, seed=seed))
+        if not files:
+            raise InvalidInput("name --clips or --cards", code="invalid_eval_item")
+        return build_needle(read_clips(files), filler, out_dir, length, seed=seed)
+
+    out.print(str(guarded(work)), highlight=False)

@@ -73,6 +73,16 @@ def test_in_process_run_answers_and_localizes(local_run: Path) -> None:
         assert record["rounds"] == len(record["trace"]) >= 2
         assert record["model_seconds"]["policy"] > 0
         assert 0 < record["visited_share"] < 1
+    sft, rl = local_run.with_name("sft.jsonl"), local_run.with_name("rl.jsonl")
+    proc = _eval(local_run.parent, "export", str(local_run), "--sft", str(sft), "--rl", str(rl))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    conversations = [json.loads(line) for line in sft.read_text().splitlines()]
+    assert len(conversations) == 2
+    for row in conversations:
+        roles = [m["role"] for m in row["messages"]]
+        assert roles[:3] == ["system", "user", "assistant"] and roles[-1] == "assistant"
+        assert "<answer>" in row["messages"][-1]["content"][0]["text"]
+    assert all(json.loads(line)["reward"]["total"] > 1 for line in rl.read_text().splitlines())
 
 
 @pytest.mark.parametrize("strategy", ["flat", "uniform"])

@@ -21,7 +21,7 @@ ROLE_COLOURS = dict(zip(ROLES, ("#3b6ea5", "#d9822b", "#4f9a5b"), strict=True))
 def _bars(title: str, groups: Sequence[str], series: Sequence[tuple[str, Sequence[float]]],
           *, unit: str = "%", scale: float = 100.0, stacked: bool = False) -> str:
     """Grouped (or stacked) bars: one group per label, one bar per series."""
-    width, height, left, bottom, top = 760, 260, 48, 70, 28
+    width, height, left, bottom, top = 570, 260, 48, 84, 28
     values = [v * scale for _, vs in series for v in vs if not math.isnan(v)]
     if stacked:
         values = [sum(vs[i] * scale for _, vs in series if not math.isnan(vs[i]))
@@ -61,10 +61,11 @@ def _bars(title: str, groups: Sequence[str], series: Sequence[tuple[str, Sequenc
                      f'text-anchor="end" transform="rotate(-30 {cx:.1f} {top + plot_h + 14})">'
                      f'{label}</text>')
     for si, (name, _) in enumerate(series):
-        x = left + si * 150
-        parts.append(f'<rect x="{x}" y="{height - 14}" width="10" height="10" '
-                     f'fill="{_colour(name, si)}"/><text x="{x + 14}" y="{height - 5}" '
-                     f'font-size="11">{html.escape(name[:22])}</text>')
+        x = left + (si % 3) * 175
+        y = height - 14 * (1 + (len(series) - 1) // 3 - si // 3)
+        parts.append(f'<rect x="{x}" y="{y}" width="10" height="10" '
+                     f'fill="{_colour(name, si)}"/><text x="{x + 14}" y="{y + 9}" '
+                     f'font-size="11">{html.escape(name[:26])}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -116,15 +117,20 @@ def page(runs: Sequence[tuple[dict[str, Any], Sequence[Record]]]) -> str:
                             for label, s in zip(labels, summaries, strict=True)],
                            unit="", scale=1.0))
     body = _markdown_html(markdown(runs))
-    figures = "".join(f"<figure>{svg}</figure>" for svg in plots)
+    figures = "<div class=\"plots\">" + "".join(f"<figure>{svg}</figure>" for svg in plots) \
+        + "</div>"
+    # The runs side by side first, then the plots, then each run's details.
+    cut = body.find("<h2>", body.find("<h2>") + 1)
+    body = body + figures if cut < 0 else body[:cut] + figures + body[cut:]
     return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<title>vidnav evaluation report</title><style>"
-            "body{font-family:system-ui,sans-serif;margin:24px;max-width:1150px;color:#222}"
+            "body{font-family:system-ui,sans-serif;margin:20px;max-width:1180px;color:#222}"
             "table{border-collapse:collapse;margin:8px 0;font-size:13px}"
             "td,th{border:1px solid #ccc;padding:3px 7px;text-align:left}"
             "th{background:#f2f4f7}figure{margin:12px 0;display:inline-block}"
             "h1{font-size:22px}h2{font-size:18px;margin-top:28px}h3{font-size:15px}"
-            f"</style></head><body><h1>vidnav evaluation report</h1>{figures}{body}"
+            ".plots{display:flex;flex-wrap:wrap;gap:0 12px}"
+            f"</style></head><body><h1>vidnav evaluation report</h1>{body}"
             "</body></html>")
 
 
