@@ -1,5 +1,5 @@
 """``vidnav eval`` end to end on the CPU profile: a needle benchmark generated from a title
-card and the real narrated clip hidden in Big Buck Bunny, run in process (interrupted and
+card and a piece of the real narrated clip hidden in Big Buck Bunny, run in process (interrupted and
 resumed) and through ``vidnav serve`` over HTTP, then reported."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from app.media.compose import Piece, compose
 from app.services.evaluation.needle import build_needle, card_clips, read_clips
 from app.services.evaluation.runs import read_records
 from scripts.fetch_videos import fetch_video
@@ -26,18 +27,21 @@ server = serve_fixture
 
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """cgbench.json of two videos: a 12 s card in 60 s, the 3-minute narrated clip in
-    200 s; the narrated clip says "It only takes a minute" about 102 s in."""
+    """cgbench.json of two videos: a 12 s card in 50 s, and 35 s of the narrated clip
+    (from 85 s: "It only takes a minute" is said about 102 s in, 17 s into the piece) in
+    80 s of Big Buck Bunny."""
     root = tmp_path_factory.mktemp("needle")
     cards = card_clips(root / "clips", 1)
+    piece = root / "clips" / "narrated_85s.mp4"
+    compose([Piece(35.0, fetch_video("narrated"), start=85.0)], piece)
     narrated = root / "clips" / "narrated.jsonl"
     narrated.write_text(json.dumps({
-        "id": "license", "video": str(fetch_video("narrated")), "type": "speech",
+        "id": "license", "video": piece.name, "type": "speech",
         "question": "How long does it take to get a license?",
         "options": ["About an hour", "A week", "A minute", "A day"], "answer": "C",
-        "clues": [[98.0, 108.0]]}) + "\n")
+        "clues": [[13.0, 23.0]]}) + "\n")
     return build_needle(read_clips([cards, narrated]), [fetch_video("bbb")], root / "bench",
-                        [60.0, 200.0])
+                        [50.0, 80.0])
 
 
 def _eval(data_dir: Path, *args: str, key: str | None = None) -> subprocess.CompletedProcess:
