@@ -149,3 +149,23 @@ def test_a_run_resumes_where_it_stopped(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput) as info:
         run_benchmark(items, second, run, RunMeta(benchmark="mlvu", deployment="x"))
     assert info.value.code == "run_mismatch"
+
+
+class Crashing(Scripted):
+    def answer(self, item: BenchItem, max_rounds: int | None) -> Answered:
+        if item.qid == "q2":
+            raise RuntimeError("the process is going down")
+        return super().answer(item, max_rounds)
+
+
+def test_an_interrupted_run_stops_and_keeps_what_was_done(tmp_path: Path) -> None:
+    items = [_item(f"q{i}", "B", "t", "short") for i in range(8)]
+    run = tmp_path / "r.jsonl"
+    meta = RunMeta(benchmark="jsonl", deployment="scripted")
+    crashing = Crashing({f"q{i}": "B" for i in range(8)})
+    with pytest.raises(RuntimeError):
+        run_benchmark(items, crashing, run, meta, concurrency=1)
+    assert [r["qid"] for r in read_records(run)] == ["q0", "q1"]
+    assert len(crashing.asked) < 8  # the questions not started were dropped
+    rest = Scripted({f"q{i}": "B" for i in range(8)})
+    assert run_benchmark(items, rest, run, meta) == 6

@@ -115,15 +115,20 @@ def run_benchmark(items: list[BenchItem], deployment: Deployment, run: Path, met
                            wall_s=time.perf_counter() - started, error=f"[{exc.code}] {exc}")
         return make_record(item, got)
 
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool, \
-            run.open("a", encoding="utf-8") as out:
-        futures = [pool.submit(one, item) for item in todo]
-        for future in as_completed(futures):
-            record = future.result()
-            with lock:
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-                out.flush()
-                done += 1
-            if on_record is not None:
-                on_record(record, done, total)
+    pool = ThreadPoolExecutor(max_workers=max(1, concurrency))
+    try:
+        with run.open("a", encoding="utf-8") as out:
+            futures = [pool.submit(one, item) for item in todo]
+            for future in as_completed(futures):
+                record = future.result()
+                with lock:
+                    out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                    out.flush()
+                    done += 1
+                if on_record is not None:
+                    on_record(record, done, total)
+    finally:
+        # Interrupted (Ctrl-C, a failure): questions not started are dropped, so the run
+        # stops after those in flight; the next run asks them.
+        pool.shutdown(wait=True, cancel_futures=True)
     return len(todo)
