@@ -127,7 +127,10 @@ def test_http_run_and_the_report(local_run: Path, bench: Path,
     assert len(records) == 2 and all(r["status"] == "succeeded" for r in records)
     assert all(r["correct"] and r["trace"] for r in records)
     out = tmp_path / "report"
-    shown = vidnav(tmp_path, "eval", "report", str(local_run), str(run), "--out", str(out))
+    baselines = [str(p) for p in (local_run.with_name("flat.jsonl"),
+                                  local_run.with_name("uniform.jsonl")) if p.is_file()]
+    shown = vidnav(tmp_path, "eval", "report", str(local_run), str(run), *baselines,
+                   "--out", str(out))
     assert shown.returncode == 0, shown.stderr
     md = (out / "report.md").read_text()
     assert "| local | cgbench | navigate | paper |" in md  # in process: the paper preset
