@@ -98,6 +98,7 @@ def test_markdown_and_page_show_runs_beside_the_paper(tmp_path: Path) -> None:
     assert "| nav-30 |" in md
     assert "paper: LongVideo-R1 | lvbench" in md and "| 50.0 |" in md and "60.7" in md
     assert "p50 3.00 s, p90 8.20 s, p99 9.82 s" in md
+    assert "The paper's lvbench numbers compare with the overall accuracy" in md
     html = page([(meta, hand_run())])
     assert html.count("<svg") >= 6 and "http://" not in html.replace(
         'xmlns="http://www.w3.org/2000/svg"', "")
