@@ -144,8 +144,8 @@ def markdown(runs: Sequence[tuple[dict[str, Any], Sequence[Record]]]) -> str:
     for bench in sorted({str(m.get("benchmark")) for m, _ in summaries}):
         if bench in PAPER:
             figure = PAPER_FIGURE.get(bench, "the overall accuracy")
-            out += [f"The paper's {bench} numbers compare with {figure} (30 rounds at most, "
-                    "its own models).", ""]
+            out += [f"The paper's {bench} numbers compare with {figure} (the authors' "
+                    "models and captions).", ""]
     out += ["Accuracy follows the reference: exact match on the letter, a missing prediction "
             "scored as \"A\" (the `missing` column counts them); `lenient` reads a letter out "
             "of free-form answers. M-avg: the mean of per-type accuracies (MLVU). model s/q: "
