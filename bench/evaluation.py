@@ -4,7 +4,8 @@ benchmark, with the same models (the CPU profile), in one ``vidnav eval`` harnes
 The benchmark: three title cards ("The secret word is X") and the real narrated clip (two
 questions about what is said, clue intervals from its transcript) hidden at random points
 of Big Buck Bunny filler, in videos of 2 to 7 minutes. Every video is ingested once
-(eager captions, the paper caption preset, a fresh data directory); then each strategy answers every question.
+(eager captions, the paper caption preset, a fresh data directory); then each strategy
+answers every question.
 Reported per strategy: accuracy (the reference's rule), localization F1, model seconds per
 question spent answering, and the caption bill of what it read (generation seconds of
 every caption read, cached or not: what it would cost on a cold cache).
