@@ -51,6 +51,14 @@ class LocalDeployment:
         self._videos: dict[Path, tuple[uuid.UUID, float]] = {}
         self._tenant: uuid.UUID | None = None
 
+    @property
+    def tenant_id(self) -> uuid.UUID:
+        """The local tenant the questions are asked for (created on first use)."""
+        with self._lock:
+            if self._tenant is None:
+                self._tenant = local_tenant_id(self.runtime)
+            return self._tenant
+
     def prepare(self, item: BenchItem) -> tuple[uuid.UUID, float]:
         """The video's id, and the seconds preparing it cost (paid by its first question)."""
         with self._lock:  # one video prepared at a time: registering is not concurrent-safe
