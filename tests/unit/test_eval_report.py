@@ -146,7 +146,12 @@ def test_a_run_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert records["q4"]["status"] == "error" and records["q4"]["missing"]
     assert "video_failed" in records["q4"]["error"]
     assert records["q0"]["correct"] and not records["q5"]["correct"]
-    assert run_benchmark(items, second, run, meta) == 0  # nothing left
+    third = Scripted({f"q{i}": "B" for i in range(6)})
+    assert run_benchmark(items, third, run, meta) == 1  # the error is asked again
+    assert third.asked == ["q4"]
+    records = {r["qid"]: r for r in read_records(run)}
+    assert len(records) == 6 and records["q4"]["correct"] and records["q4"]["status"] != "error"
+    assert run_benchmark(items, third, run, meta) == 0  # nothing left
     with pytest.raises(InvalidInput) as info:
         run_benchmark(items, second, run, RunMeta(benchmark="mlvu", deployment="x"))
     assert info.value.code == "run_mismatch"

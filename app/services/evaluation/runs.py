@@ -5,7 +5,8 @@ A run is a JSON-lines file plus ``<run>.meta.json`` (benchmark, deployment, stra
 caption preset, round budget). Running again into the same file skips the questions it
 already holds, so an interrupted run continues where it stopped; a question whose
 deployment failed is recorded (``status`` ``"error"``, no prediction) and counted as the
-reference counts a missing answer.
+reference counts a missing answer, and asked again by the next run (a server that was
+down, a model that timed out); its last record is the one that counts.
 """
 
 from __future__ import annotations
@@ -47,18 +48,20 @@ def meta_path(run: Path) -> Path:
 
 
 def read_records(run: Path) -> list[dict[str, Any]]:
-    """The records of a run file; a torn last line (a crash mid-write) is dropped."""
+    """The records of a run file, the last one of each question (a question retried after
+    an error has two); a torn last line (a crash mid-write) is dropped."""
     if not run.is_file():
         return []
-    records = []
+    records: dict[str, dict[str, Any]] = {}
     for line in run.read_text("utf-8").splitlines():
         try:
             row = json.loads(line)
         except ValueError:
             continue
         if isinstance(row, dict) and "qid" in row:
-            records.append(row)
-    return records
+            records.pop(str(row["qid"]), None)
+            records[str(row["qid"])] = row
+    return list(records.values())
 
 
 def read_meta(run: Path) -> dict[str, Any]:
@@ -83,7 +86,8 @@ def repair(run: Path) -> None:
 
 
 def pending(items: Iterable[BenchItem], run: Path) -> list[BenchItem]:
-    done = {str(r["qid"]) for r in read_records(run)}
+    """The questions still to ask: never answered, or last ended in a deployment error."""
+    done = {str(r["qid"]) for r in read_records(run) if r.get("status") != "error"}
     return [item for item in items if item.qid not in done]
 
 
