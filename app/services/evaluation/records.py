@@ -14,7 +14,7 @@ duration and the high captions the policy was first shown; None for the baseline
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from app.core.scoring import score_rounds
@@ -33,7 +33,6 @@ class Answered:
     wall_s: float
     prepare_s: float = 0.0
     error: str | None = None
-    extra_cost: dict[str, float] = field(default_factory=dict)  # model seconds per role
     policy_rounds: int | None = None  # policy calls, when the trace also lists plain reads
     caption_seconds_read: float | None = None  # generation seconds of every caption read
     looked: list[TraceRound] | None = None  # what localization counts, when not get_caption
@@ -43,8 +42,8 @@ def make_record(item: BenchItem, got: Answered) -> dict[str, Any]:
     letters = score_letter(got.answer, item.answer, len(item.options))
     summary = got.summary or {}
     roles = summary.get("roles") or {}
-    model_seconds = {r: round(float((roles.get(r) or {}).get("model_seconds", 0.0))
-                              + got.extra_cost.get(r, 0.0), 4) for r in ROLES}
+    model_seconds = {r: round(float((roles.get(r) or {}).get("model_seconds", 0.0)), 4)
+                     for r in ROLES}
     tokens = {r: {"prompt": int((roles.get(r) or {}).get("prompt_tokens", 0)),
                   "completion": int((roles.get(r) or {}).get("completion_tokens", 0))}
               for r in ROLES}
