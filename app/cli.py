@@ -14,29 +14,22 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.panel import Panel
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.errors import InvalidInput, VidnavError, error_line, exit_code
+from app.cli_common import Watch, err, fail, guarded, load_settings, out, runtime_for, snippet
+from app.cli_eval import eval_app
+from app.errors import InvalidInput
 from app.services.queue import QUEUES
-from app.settings import Settings, get_settings
+from app.settings import Settings
 
 if TYPE_CHECKING:
-    from rich.progress import TaskID
+    from app.services.local_questions import AskResult
 
-    from app.services.local_questions import AskResult, VideoState
-    from app.services.runtime import Runtime
-
-SNIPPET = 90
-T = TypeVar("T")
 
 app = typer.Typer(name="vidnav", help="Answer questions about long videos (LongVideo-R1).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -44,27 +37,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Tenants and their API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(tenants_app, name="tenants")
-
-err = Console(stderr=True)
-out = Console()
-
-
-def fail(exc: VidnavError) -> NoReturn:
-    err.print(error_line(exc), style="bold red", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(exit_code(exc))
-
-
-def guarded(work: Callable[[], T]) -> T:
-    """``work()``, with a vidnav error (a bad setting included) reported as one line."""
-    try:
-        return work()
-    except VidnavError as exc:
-        fail(exc)
-
-
-def load_settings() -> Settings:
-    """The environment's settings (a bad value: one line, exit code 2)."""
-    return guarded(get_settings)
+app.add_typer(eval_app, name="eval")
 
 
 def wait_for_stack(settings: Settings, *, schema: bool) -> None:
@@ -79,55 +52,7 @@ def wait_for_stack(settings: Settings, *, schema: bool) -> None:
     wait_for_dependencies(settings, schema=schema, on_wait=waiting)
 
 
-@contextmanager
-def runtime_for(settings: Settings) -> Iterator[Runtime]:
-    """A runtime for one command (``app.bootstrap.open_runtime``)."""
-    from app.bootstrap import open_runtime
-
-    with open_runtime(settings) as runtime:
-        yield runtime
-
-
 # --- showing progress and results --------------------------------------------------------
-
-
-class Watch:
-    """Progress on stderr: a bar while the video is prepared, a spinner while navigating."""
-
-    def __init__(self, show: bool) -> None:
-        self.progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-            TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-            console=err, disable=not show, transient=False)
-        self.preparing: TaskID | None = None
-        self.navigating: TaskID | None = None
-
-    def __enter__(self) -> Watch:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.progress.stop()
-
-    def video(self, state: VideoState) -> None:
-        if self.preparing is None:
-            self.preparing = self.progress.add_task("probing and transcribing", total=None)
-            self.navigating = None
-        if state.status in ("captioning", "ready"):
-            self.progress.update(self.preparing, description="captioning",
-                                 total=max(state.captions_total, 1),
-                                 completed=state.captions_done if state.captions_total else 1)
-
-    def round(self, rounds: int) -> None:
-        if self.navigating is None:
-            self.navigating = self.progress.add_task("navigating", total=None)
-            self.preparing = None
-        self.progress.update(self.navigating, description=f"navigating: round {rounds}")
-
-
-def snippet(text: str | None) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= SNIPPET else text[: SNIPPET - 1] + "…"
 
 
 def render(result: AskResult, question: str, options: list[str]) -> None:
@@ -191,44 +116,6 @@ def ask(
         render(result, question, list(normalize_options(options)))
     if result.answer is None:
         raise typer.Exit(3)
-
-
-@app.command("eval")
-def evaluate(
-    items_file: Annotated[Path, typer.Argument(help="Evaluation items (JSON lines).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    max_rounds: Annotated[int | None, typer.Option(min=1, max=200,
-                                                   help="Round budget.")] = None,
-) -> None:
-    """Ask every question of ITEMS_FILE and score answers and localization.
-
-    The score is LongVideo-R1's reward: answer + localization F1 - 0.2 x repeats.
-    """
-    from app.services.eval_jsonl import evaluate_items, read_eval_file
-
-    settings = load_settings()
-    items = guarded(lambda: read_eval_file(items_file))
-
-    def run() -> dict[str, Any]:
-        with runtime_for(settings) as runtime, Watch(not as_json) as watch:
-            return evaluate_items(runtime, items, max_rounds, on_video=watch.video,
-                                  on_round=watch.round)
-
-    report = guarded(run)
-    if as_json:
-        sys.stdout.write(json.dumps(report) + "\n")
-        return
-    table = Table(title="Evaluation")
-    for name in ("question", "truth", "answer", "rounds", "F1", "score"):
-        table.add_column(name, overflow="fold")
-    for r in report["items"]:
-        table.add_row(snippet(r["question"]), r["truth"], snippet(r["answer"]),
-                      str(r["rounds"]), f"{r['f1']:.2f}", f"{r['score']:.2f}")
-    out.print(table)
-    summary = report["summary"]
-    out.print(f"accuracy {summary['accuracy']:.1%}, mean score {summary['mean_score']:.2f}, "
-              f"mean rounds {summary['mean_rounds']:.1f}, mean {summary['mean_seconds']:.1f} s "
-              "per question", highlight=False)
 
 
 # --- serve, worker, db, tenants ----------------------------------------------------------

@@ -26,6 +26,14 @@ CaptionMode = Literal["eager", "online", "lazy"]
 CAPTION_MODES: tuple[CaptionMode, ...] = get_args(CaptionMode)
 Profile = Literal["cpu", "remote"]
 ROLES = frozenset({"policy", "captioner", "video_qa"})
+CaptionPreset = Literal["demo", "paper"]
+# The authors' offline caption script (data/videocaption_generation.py + data/constant.py):
+# 32 base frames with scale factor 2, 400 / 200 words, max_tokens 2048. Values set
+# explicitly win over the preset's.
+PAPER_PRESET: dict[str, int] = {
+    "high_frames": 128, "medium_frames": 64, "low_frames": 32,
+    "high_caption_words": 400, "low_caption_words": 200, "captioner_max_tokens": 2048,
+}
 ENV_PREFIX = "VIDNAV_"
 
 
@@ -87,6 +95,10 @@ class Settings(BaseSettings):
     high_caption_words: int = Field(default=300, ge=1)
     low_caption_words: int = Field(default=200, ge=1)
     max_rounds: int = Field(default=30, ge=1, le=200)
+    # "demo": the authors' online demo (cli.py: 64/32/16 frames, 300/200 words, "Frame at
+    # {t}s" labels, <caption> tags stripped); "paper": their offline caption script, behind
+    # the paper's table and the policy's training (see PAPER_PRESET, app.core.paper_captions).
+    caption_preset: CaptionPreset = "demo"
 
     # --- pipeline -------------------------------------------------------------------------
     # Unset: "eager" when the captioner is the CPU one (its captions are cheap, and a
@@ -147,6 +159,13 @@ class Settings(BaseSettings):
         cpu = _cpu_roles(data.get("profile"), data.get("policy_base_url"),
                          data.get("captioner_base_url"), data.get("videoqa_base_url"))
         return "eager" if "captioner" in cpu else "online"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("caption_preset") == "paper":
+            return {**PAPER_PRESET, **data}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

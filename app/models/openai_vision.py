@@ -16,6 +16,7 @@ from importlib import resources
 
 import numpy as np
 
+from app.core.paper_captions import paper_caption_messages, paper_caption_text
 from app.core.protocol import (
     caption_messages,
     extract_caption,
@@ -30,6 +31,12 @@ from app.models.images import to_jpeg_data_uri
 from app.models.openai_client import OpenAIChatClient
 from app.models.policy import ChatClient
 from app.settings import Settings
+
+
+@cache
+def paper_prompts_sha256() -> str:
+    data = resources.files("app.core").joinpath("prompts_paper.json").read_bytes()
+    return hashlib.sha256(data).hexdigest()
 
 
 @cache
@@ -69,24 +76,29 @@ class OpenAICaptioner:
     """Writes one node's caption from its sampled frames and the subtitles showing at each."""
 
     def __init__(self, client: ChatClient, config: TreeConfig | None = None, *,
-                 model: str | None = None) -> None:
+                 model: str | None = None, preset: str = "demo") -> None:
         self.client = client
         self.config = config if config is not None else TreeConfig()
         self.model = model if model is not None else str(getattr(client, "model", ""))
-        recipe = {
+        self.preset = preset
+        recipe: dict[str, object] = {
             "model": self.model,
             "prompts_sha256": prompts_sha256(),
             "frames": [self.config.frames_for_level(level) for level in LEVELS],
             "sides": [max_side(level) for level in LEVELS],
             "words": [self.config.caption_words(level) for level in LEVELS],
         }
+        if preset != "demo":  # the demo's cache keys stay what they were
+            recipe["preset"] = preset
+            recipe["paper_prompts_sha256"] = paper_prompts_sha256()
         digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
         self._config_version = digest[:16]
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OpenAICaptioner:
         """The captioner at ``VIDNAV_CAPTIONER_BASE_URL``."""
-        return cls(OpenAIChatClient.for_role(settings, "captioner"), tree_config(settings))
+        return cls(OpenAIChatClient.for_role(settings, "captioner"), tree_config(settings),
+                   preset=settings.caption_preset)
 
     @property
     def config_version(self) -> str:
@@ -129,15 +141,19 @@ class OpenAICaptioner:
             urls = list(frames.image_urls)
         else:
             urls = await _data_uris(frames.images, max_side(frames.level))
-        messages = caption_messages(
-            level=frames.level,
-            frame_times=frames.frame_times,
-            image_urls=urls,
-            frame_subtitles=[subtitles_at(frames.subtitles, t) for t in frames.frame_times],
-            num_words=self.config.caption_words(frames.level),
-        )
+        subtitles = [subtitles_at(frames.subtitles, t) for t in frames.frame_times]
+        if self.preset == "paper":
+            messages = paper_caption_messages(
+                level=frames.level, frame_times=frames.frame_times, image_urls=urls,
+                frame_subtitles=subtitles, num_words=self.config.caption_words(frames.level))
+        else:
+            messages = caption_messages(
+                level=frames.level, frame_times=frames.frame_times, image_urls=urls,
+                frame_subtitles=subtitles, num_words=self.config.caption_words(frames.level))
         reply, usage = await self.client.chat(messages)
         caption = extract_caption(reply)
+        if self.preset == "paper" and caption.strip():
+            caption = paper_caption_text(reply)  # stored whole: what the policy trained on
         if not caption.strip():
             # Captions are kept for good (keyed by content): an empty one would be served
             # to every later question; an error lets the job ask again.

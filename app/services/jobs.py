@@ -63,6 +63,7 @@ def settings_snapshot(settings: Settings, max_rounds: int) -> dict[str, Any]:
         "max_width": settings.max_width, "high_frames": settings.high_frames,
         "medium_frames": settings.medium_frames, "low_frames": settings.low_frames,
         "videoqa_frames": settings.videoqa_frames, "profile": settings.effective_profile,
+        "caption_preset": settings.caption_preset,
     }
 
 
