@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.scripted_server import ScriptedServer
+from tests.support.videos import make_video
 
 pytestmark = pytest.mark.slow
 
-TESTSRC = Path(__file__).resolve().parents[2] / ".cache" / "test-videos" / \
-    "testsrc-60s-2fps-160x90.mp4"
 
 
 def test_videomme_subtitles_reach_the_paper_captions(scripted_server: ScriptedServer,
@@ -30,11 +29,9 @@ def test_videomme_subtitles_reach_the_paper_captions(scripted_server: ScriptedSe
     from app.services.subtitles import list_subtitles
     from app.settings import Settings
 
-    if not TESTSRC.is_file():
-        pytest.skip(f"{TESTSRC} is missing (scripts/setup_env.sh makes it)")
     videos = tmp_path / "videos"
     videos.mkdir()
-    shutil.copyfile(TESTSRC, videos / "pw01.mp4")
+    shutil.copyfile(make_video(60), videos / "pw01.mp4")
     (videos / "pw01.srt").write_text(
         "1\n00:00:30,000 --> 00:00:36,000\nThe password is blueberry.\n", "utf-8")
     questions = tmp_path / "videomme.json"

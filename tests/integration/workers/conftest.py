@@ -25,30 +25,12 @@ from app.services.runtime import Runtime
 from app.settings import Settings
 from tests.integration.conftest import TEST_REDIS_URL
 from tests.support.fixtures import ScriptedServerProcess
+from tests.support.videos import make_video  # noqa: F401  (tests import it from here)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 POLICY_MODEL = "policy-model"
 CAPTIONER_MODEL = "captioner-model"
 VIDEOQA_MODEL = "videoqa-model"
-VIDEO_CACHE = REPO_ROOT / ".cache" / "test-videos"
-
-
-def make_video(seconds: int, *, fps: int = 2, size: str = "160x90") -> Path:
-    """A generated test-pattern video with a moving box (cached between runs: it only
-    depends on its parameters)."""
-    VIDEO_CACHE.mkdir(parents=True, exist_ok=True)
-    path = VIDEO_CACHE / f"testsrc-{seconds}s-{fps}fps-{size}.mp4"
-    if not path.exists():
-        tmp = path.with_suffix(".tmp.mp4")
-        subprocess.run(
-            ["ffmpeg", "-v", "error", "-y", "-f", "lavfi",
-             "-i", f"testsrc2=size={size}:rate={fps}:duration={seconds}",
-             "-c:v", "libx264", "-preset", "ultrafast", "-g", str(fps * 2),
-             "-pix_fmt", "yuv420p", str(tmp)],
-            check=True, capture_output=True, timeout=300,
-        )
-        tmp.rename(path)
-    return path
 
 
 def wait_for(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.2,
