@@ -92,6 +92,16 @@ def ask_form(video_id: str, csrf: str) -> str:
         "<button type=\"submit\">Ask</button></form></section>")
 
 
+def cancel_form(job_id: str, csrf: str) -> str:
+    """The job page's cancel button, for a job still queued or running (plain HTML)."""
+    return (
+        "<section class=\"card cancel\" id=\"cancel\">"
+        f"<form method=\"post\" action=\"/ui/jobs/{_e(job_id)}/cancel\">"
+        f"<input type=\"hidden\" name=\"csrf\" value=\"{_e(csrf)}\">"
+        "<button type=\"submit\">Cancel this job</button> <small>A queued job stops at "
+        "once; a running one after its current round.</small></form></section>")
+
+
 def key_page(next_path: str, message: str | None = None) -> str:
     """The form asking for an API key (sent only to this server, kept in a cookie)."""
     styles = "<link rel=\"stylesheet\" href=\"/ui/static/dashboard.css\">"

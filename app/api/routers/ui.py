@@ -34,7 +34,7 @@ from app.api.ui_auth import (
     safe_next,
     set_key_cookie,
 )
-from app.db.models import JOB_STATUSES
+from app.db.models import FINISHED_JOB_STATUSES, JOB_STATUSES
 from app.errors import InvalidInput, VidnavError
 from app.services import dashboard, jobs
 from app.services.auth import TenantContext, Unauthorized
@@ -254,7 +254,21 @@ async def job_page(job_id: uuid.UUID, auth: CookieAuth, state: State) -> Respons
         s, tenant.tenant_id, job_id, state.runtime.tree_config))
     data["media"] = _media(data["video"]["id"])
     data["events"] = f"/ui/jobs/{job_id}/events"
-    return _html(pages.app_page("job", "Job", data, tenant=tenant.name, csrf=csrf_token(key)))
+    csrf = csrf_token(key)
+    unfinished = data["job"]["status"] not in FINISHED_JOB_STATUSES
+    return _html(pages.app_page("job", "Job", data, tenant=tenant.name, csrf=csrf,
+                                extra_html=pages.cancel_form(str(job_id), csrf)
+                                if unfinished else ""))
+
+
+@pages_router.post("/jobs/{job_id}/cancel")
+def cancel_job(request: Request, job_id: uuid.UUID, auth: CookieAuth, uow: UoW,
+               csrf: Annotated[str, Form(max_length=200)] = "") -> Response:
+    """The job page's cancel button: the same as ``POST /v1/jobs/{id}/cancel``."""
+    tenant, key = auth
+    check_form(request, key, csrf)
+    jobs.cancel_job(uow.session, tenant.tenant_id, job_id)
+    return RedirectResponse(f"/ui/jobs/{job_id}", status_code=303)
 
 
 @pages_router.get("/jobs/{job_id}/export")

@@ -334,6 +334,8 @@
     var playhead = el("div", {cls: "playhead"});
 
     root.appendChild(header);
+    var cancel = document.getElementById("cancel");  // served only while the job runs
+    if (cancel) { root.appendChild(cancel); }
     var stage = el("section", {cls: "card stage"});
     if (!standalone) {
       player = el("video", {id: "player", cls: "player", controls: "", preload: "metadata", src: d.media.video});
@@ -524,7 +526,11 @@
       if (!d.rounds.length) { roundsList.appendChild(el("li", {cls: "empty", text: terminal(d.job.status) ? "No rounds." : "Waiting for the first round…"})); }
     }
 
-    function drawAll() { drawHeader(); drawTimeline(); drawAnswer(); drawCost(); drawRounds(); root.setAttribute("data-status", d.job.status); }
+    function drawAll() {
+      drawHeader(); drawTimeline(); drawAnswer(); drawCost(); drawRounds();
+      root.setAttribute("data-status", d.job.status);
+      if (cancel && terminal(d.job.status)) { cancel.hidden = true; }
+    }
 
     function reload() {
       return getJSON("/ui/api/jobs/" + d.job.id).then(function (next) {

@@ -231,6 +231,32 @@ async def test_question_form_needs_its_token_and_this_origin(client, tenant, vid
 # --- video bytes, thumbnails, pages, export -----------------------------------------------
 
 
+async def test_cancel_button_cancels_a_queued_job_with_its_token(client, tenant, other_tenant,
+                                                                  video, rows):
+    job = await ask(client, tenant, video["id"])
+    page = await client.get(f"/ui/jobs/{job['id']}", headers=cookie(tenant))
+    assert 'id="cancel"' in page.text
+    token = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text).group(1)
+    path = f"/ui/jobs/{job['id']}/cancel"
+
+    assert (await client.post(path, headers=cookie(tenant), data={"csrf": ""})).status_code == 403
+    assert (await client.post(path, headers={**cookie(tenant), "Sec-Fetch-Site": "cross-site"},
+                              data={"csrf": token})).status_code == 403
+    theirs = await client.post(path, headers=cookie(other_tenant), data={"csrf": token})
+    assert theirs.status_code in (403, 404)
+    assert [j.status for j in rows(Job)] == ["queued"]
+
+    done = await client.post(path, headers=cookie(tenant), data={"csrf": token})
+    assert done.status_code == 303 and done.headers["location"] == f"/ui/jobs/{job['id']}"
+    [row] = rows(Job)
+    assert (row.status, row.error_code) == ("cancelled", "cancelled")
+    # A finished job's page has no button, and a second cancel says why it cannot.
+    assert 'id="cancel"' not in (await client.get(f"/ui/jobs/{job['id']}",
+                                                  headers=cookie(tenant))).text
+    again = await client.post(path, headers=cookie(tenant), data={"csrf": token})
+    assert again.status_code == 409 and "already finished" in again.text
+
+
 async def test_video_bytes_answer_range_requests(client, tenant, video, small_video):
     path = f"/v1/videos/{video['id']}/content"
     whole = await client.get(path, headers=tenant.headers)
