@@ -133,10 +133,12 @@ def job_view(session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID,
 
 
 def jobs_overview(session: Session, tenant_id: uuid.UUID, *, status: str | None = None,
-                  video_id: uuid.UUID | None = None, limit: int = 100) -> dict[str, Any]:
-    """The jobs page: newest jobs first with their video's name and model seconds."""
+                  video_id: uuid.UUID | None = None, limit: int = 100,
+                  cursor: str | None = None) -> dict[str, Any]:
+    """The jobs page: newest jobs first (or those older than ``cursor``) with their video's
+    name and model seconds; ``next`` is the cursor of the older page, if there is one."""
     rows, next_cursor = jobs.list_jobs(session, tenant_id, status=status, video_id=video_id,
-                                       limit=limit)
+                                       limit=limit, cursor=cursor)
     names = dict(session.execute(select(Video.id, Video.original_name).where(
         Video.tenant_id == tenant_id, Video.id.in_({j.video_id for j in rows}))).all())
     items = []
@@ -146,7 +148,7 @@ def jobs_overview(session: Session, tenant_id: uuid.UUID, *, status: str | None 
         item["video_name"] = names.get(job.video_id)
         item["model_seconds"] = model_seconds(job.summary)
         items.append(item)
-    return {"items": items, "more": next_cursor is not None}
+    return {"items": items, "more": next_cursor is not None, "next": next_cursor}
 
 
 def videos_overview(session: Session, tenant_id: uuid.UUID, limit: int = 200

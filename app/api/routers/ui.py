@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Header, Request, Response
+from fastapi import APIRouter, Depends, Form, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.routing import APIRoute
@@ -165,22 +165,25 @@ async def logout(request: Request, csrf: Annotated[str, Form(max_length=200)] = 
 # --- pages ------------------------------------------------------------------------------
 
 
-def _filters(status: str | None, video_id: uuid.UUID | None) -> dict[str, Any]:
+def _filters(status: str | None, video_id: uuid.UUID | None,
+             cursor: str | None = None) -> dict[str, Any]:
     if status and status not in JOB_STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(JOB_STATUSES)}",
                            code="invalid_status")
-    return {"status": status or None, "video_id": str(video_id) if video_id else None}
+    return {"status": status or None, "video_id": str(video_id) if video_id else None,
+            "cursor": cursor or None}
 
 
 @pages_router.get("/jobs")
 async def jobs_page(auth: CookieAuth, state: State, status: str | None = None,
-                    video_id: uuid.UUID | None = None) -> Response:
+                    video_id: uuid.UUID | None = None,
+                    cursor: Annotated[str | None, Query(max_length=200)] = None) -> Response:
     tenant, key = auth
-    filters = _filters(status, video_id)
+    filters = _filters(status, video_id, cursor)
     data = await read_only(state, lambda s: {
         "filters": filters, "videos": dashboard.videos_overview(s, tenant.tenant_id),
         **dashboard.jobs_overview(s, tenant.tenant_id, status=filters["status"],
-                                  video_id=video_id)})
+                                  video_id=video_id, cursor=filters["cursor"])})
     return _html(pages.app_page("jobs", "Jobs", data, tenant=tenant.name, csrf=csrf_token(key)))
 
 
@@ -291,11 +294,13 @@ async def static_asset(name: str) -> Response:
 
 @data_router.get("/api/jobs")
 async def jobs_data(auth: CookieAuth, state: State, status: str | None = None,
-                    video_id: uuid.UUID | None = None) -> JSONResponse:
+                    video_id: uuid.UUID | None = None,
+                    cursor: Annotated[str | None, Query(max_length=200)] = None) -> JSONResponse:
     tenant, _ = auth
-    filters = _filters(status, video_id)
+    filters = _filters(status, video_id, cursor)
     return JSONResponse(await read_only(state, lambda s: dashboard.jobs_overview(
-        s, tenant.tenant_id, status=filters["status"], video_id=video_id)))
+        s, tenant.tenant_id, status=filters["status"], video_id=video_id,
+        cursor=filters["cursor"])))
 
 
 @data_router.get("/api/videos")

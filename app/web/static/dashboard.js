@@ -156,21 +156,30 @@
     root.appendChild(el("form", {cls: "filters", method: "get", action: "/ui/jobs"},
       el("label", null, "Status ", status), el("label", null, "Video ", video)));
 
-    function query() {
+    var cursor = filters.cursor || "";  // set on an older page; a new filter starts over
+    function query(page) {
       var params = new URLSearchParams();
       if (status.value) { params.set("status", status.value); }
       if (video.value) { params.set("video_id", video.value); }
+      if (page) { params.set("cursor", page); }
       return params.toString();
     }
     function draw(d) {
       clear(holder).appendChild(jobsTable(d.items, true));
-      if (d.more) { holder.appendChild(el("p", {cls: "hint more", text: "The newest " + d.items.length + " jobs; filter to see others."})); }
+      var pages = el("p", {cls: "hint pager"});
+      if (cursor) { pages.appendChild(el("a", {href: "/ui/jobs?" + query(""), id: "newest-jobs", text: "← Newest jobs"})); }
+      if (d.next) {
+        if (cursor) { pages.appendChild(document.createTextNode(" · ")); }
+        pages.appendChild(el("a", {href: "/ui/jobs?" + query(d.next), id: "older-jobs", text: "Older jobs →"}));
+      }
+      if (pages.firstChild) { holder.appendChild(pages); }
       stamp(updated);
     }
-    function refresh() { return getJSON("/ui/api/jobs?" + query()).then(draw); }
+    function refresh() { return getJSON("/ui/api/jobs?" + query(cursor)).then(draw); }
     [status, video].forEach(function (select) {
       select.addEventListener("change", function () {
-        var q = query();
+        cursor = "";
+        var q = query("");
         window.history.replaceState(null, "", "/ui/jobs" + (q ? "?" + q : ""));
         refresh();
       });

@@ -8,6 +8,7 @@ import io
 import json
 import re
 import uuid
+from datetime import timedelta
 from html import unescape
 from http.cookies import SimpleCookie
 
@@ -255,6 +256,38 @@ async def test_cancel_button_cancels_a_queued_job_with_its_token(client, tenant,
                                                   headers=cookie(tenant))).text
     again = await client.post(path, headers=cookie(tenant), data={"csrf": token})
     assert again.status_code == 409 and "already finished" in again.text
+
+
+async def test_jobs_page_pages_past_the_newest_hundred(client, tenant, other_tenant, video,
+                                                      runtime):
+    first = await ask(client, tenant, video["id"])
+    with runtime.session_factory() as session:  # 104 more jobs, a second apart, newest last
+        job = session.get(Job, uuid.UUID(first["id"]))
+        columns = {c.name: getattr(job, c.name) for c in Job.__table__.columns}
+        for i in range(1, 105):
+            session.add(Job(**{**columns, "id": uuid.uuid4(), "question": f"Question {i}?",
+                               "idempotency_key": None,
+                               "created_at": columns["created_at"] + timedelta(seconds=i)}))
+        session.commit()
+    newest = page_data((await client.get("/ui/jobs", headers=cookie(tenant))).text)
+    assert [j["question"] for j in newest["items"]][:2] == ["Question 104?", "Question 103?"]
+    assert len(newest["items"]) == 100 and newest["next"]
+
+    older = await client.get("/ui/jobs", params={"cursor": newest["next"]}, headers=cookie(tenant))
+    assert older.status_code == 200
+    rest = page_data(older.text)
+    assert [j["question"] for j in rest["items"]] == [
+        "Question 4?", "Question 3?", "Question 2?", "Question 1?", first["question"]]
+    assert rest["next"] is None and rest["filters"]["cursor"] == newest["next"]
+    live = (await client.get("/ui/api/jobs", params={"cursor": newest["next"]},
+                             headers=cookie(tenant))).json()
+    assert [j["id"] for j in live["items"]] == [j["id"] for j in rest["items"]]
+    # Another tenant's cursor shows none of these; a made-up one is a 400, not a 500.
+    theirs = await client.get("/ui/api/jobs", params={"cursor": newest["next"]},
+                              headers=cookie(other_tenant))
+    assert theirs.json()["items"] == []
+    bad = await client.get("/ui/jobs", params={"cursor": "not-a-cursor"}, headers=cookie(tenant))
+    assert bad.status_code == 400 and "cursor" in bad.text
 
 
 async def test_video_bytes_answer_range_requests(client, tenant, video, small_video):

@@ -7,10 +7,14 @@ job. Screenshots at 1280x800 and at a phone size go to tests/artifacts/."""
 from __future__ import annotations
 
 import threading
+import uuid
+from datetime import timedelta
 from typing import Any
 
 from selenium.webdriver.common.by import By
+from sqlalchemy import select
 
+from app.db.models import Job
 from tests.integration.browser.conftest import (
     ARTIFACTS,
     DESKTOP,
@@ -240,3 +244,32 @@ def test_key_form_and_another_tenants_job_in_a_browser(browser, stack: Stack) ->
     browser.get(stack.url + "/ui/jobs")
     wait_until(lambda: browser.find_elements(By.CSS_SELECTOR, "#jobs-table tr.empty"),
                what="an empty jobs table")
+
+
+def test_jobs_page_pages_to_older_jobs_in_a_browser(browser, stack: Stack) -> None:
+    data = make_video(8, fps=5, size="160x90").read_bytes()
+    with stack.client("acme") as api:
+        video = api.post("/v1/videos", files={"file": ("short.mp4", data, "video/mp4")}).json()
+        api.post(f"/v1/videos/{video['id']}/questions", json={"question": "Oldest?"})
+    with stack.runtime.session_factory() as session:  # 100 newer jobs, ended, a second apart
+        oldest = session.scalars(select(Job)).one()
+        columns = {c.name: getattr(oldest, c.name) for c in Job.__table__.columns}
+        for i in range(1, 101):
+            session.add(Job(**{**columns, "id": uuid.uuid4(), "question": f"Newer {i}?",
+                               "status": "cancelled", "idempotency_key": None,
+                               "created_at": columns["created_at"] + timedelta(seconds=i)}))
+        session.commit()
+    viewport(browser, DESKTOP)
+    sign_in(browser, stack, "/ui/jobs", "acme")
+    rows = "#jobs-table tr[data-job-id]"
+    wait_until(lambda: len(browser.find_elements(By.CSS_SELECTOR, rows)) == 100,
+               what="the newest 100 jobs")
+    assert browser.find_elements(By.CSS_SELECTOR, rows)[0].text.count("Newer 100?") == 1
+    browser.find_element(By.ID, "older-jobs").click()
+    wait_until(lambda: [r.get_attribute("data-job-id") for r in
+                        browser.find_elements(By.CSS_SELECTOR, rows)] == [str(oldest.id)],
+               what="the page of older jobs")
+    assert "cursor=" in browser.current_url and not browser.find_elements(By.ID, "older-jobs")
+    browser.find_element(By.ID, "newest-jobs").click()
+    wait_until(lambda: len(browser.find_elements(By.CSS_SELECTOR, rows)) == 100,
+               what="the newest jobs again")
