@@ -9,6 +9,7 @@ root (``app.bootstrap``), which also holds the table of what each task runs.
 from __future__ import annotations
 
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -47,12 +48,13 @@ class TaskQueue(Protocol):
         ...
 
 
-class NamedTaskQueue:
+class NamedTaskQueue(ABC):
     """The ``enqueue_*`` methods spelled once, over ``send(task name, args)``: an adapter
     only says how a named task with string arguments reaches a worker."""
 
+    @abstractmethod
     def send(self, name: str, args: tuple[TaskArg, ...]) -> None:
-        raise NotImplementedError
+        """Deliver one named task to whatever runs it."""
 
     def enqueue_ingest(self, video_id: uuid.UUID) -> None:
         self.send("vidnav.ingest", (str(video_id),))

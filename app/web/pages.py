@@ -77,29 +77,35 @@ def app_page(view: str, title: str, data: Any, *, tenant: str, csrf: str,
             "<script src=\"/ui/static/dashboard.js\" defer></script></body></html>")
 
 
-def ask_form(video_id: str, csrf: str) -> str:
-    """The video page's question form (plain HTML: it works without the script)."""
+def _post_form(section_id: str, action: str, csrf: str, body: str, heading: str = "") -> str:
+    """A card holding a plain-HTML POST form with the page's token (works without the
+    script)."""
+    title = f"<h2>{_e(heading)}</h2>" if heading else ""
     return (
-        "<section class=\"card ask\" id=\"ask\"><h2>Ask a question</h2>"
-        f"<form method=\"post\" action=\"/ui/videos/{_e(video_id)}/questions\">"
-        f"<input type=\"hidden\" name=\"csrf\" value=\"{_e(csrf)}\">"
-        "<label>Question<textarea name=\"question\" required maxlength=\"4000\" rows=\"2\">"
-        "</textarea></label>"
-        "<label>Options <small>(optional, one per line)</small>"
-        "<textarea name=\"options\" rows=\"3\"></textarea></label>"
-        "<label>Most rounds <small>(optional)</small><input type=\"number\" "
-        "name=\"max_rounds\" min=\"1\" max=\"200\"></label>"
-        "<button type=\"submit\">Ask</button></form></section>")
+        f"<section class=\"card {section_id}\" id=\"{section_id}\">{title}"
+        f"<form method=\"post\" action=\"{_e(action)}\">"
+        f"<input type=\"hidden\" name=\"csrf\" value=\"{_e(csrf)}\">{body}</form></section>")
+
+
+def ask_form(video_id: str, csrf: str) -> str:
+    """The video page's question form."""
+    return _post_form(
+        "ask", f"/ui/videos/{video_id}/questions", csrf, heading="Ask a question", body=(
+            "<label>Question<textarea name=\"question\" required maxlength=\"4000\" "
+            "rows=\"2\"></textarea></label>"
+            "<label>Options <small>(optional, one per line)</small>"
+            "<textarea name=\"options\" rows=\"3\"></textarea></label>"
+            "<label>Most rounds <small>(optional)</small><input type=\"number\" "
+            "name=\"max_rounds\" min=\"1\" max=\"200\"></label>"
+            "<button type=\"submit\">Ask</button>"))
 
 
 def cancel_form(job_id: str, csrf: str) -> str:
-    """The job page's cancel button, for a job still queued or running (plain HTML)."""
-    return (
-        "<section class=\"card cancel\" id=\"cancel\">"
-        f"<form method=\"post\" action=\"/ui/jobs/{_e(job_id)}/cancel\">"
-        f"<input type=\"hidden\" name=\"csrf\" value=\"{_e(csrf)}\">"
-        "<button type=\"submit\">Cancel this job</button> <small>A queued job stops at "
-        "once; a running one after its current round.</small></form></section>")
+    """The job page's cancel button, for a job still queued or running."""
+    return _post_form(
+        "cancel", f"/ui/jobs/{job_id}/cancel", csrf, body=(
+            "<button type=\"submit\">Cancel this job</button> <small>A queued job stops at "
+            "once; a running one after its current round.</small>"))
 
 
 def key_page(next_path: str, message: str | None = None) -> str:
